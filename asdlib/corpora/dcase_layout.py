@@ -1,0 +1,210 @@
+"""Read any folder in the DCASE 2020 Task 2 layout into a manifest, strictly.
+
+Accepted layouts (``<Type>`` is a machine type folder such as ``fan`` or ``ToyCar``)::
+
+    <root>/dev_data/<Type>/train/normal_id_XX_NNNNNNNN.wav              split train
+    <root>/dev_data/<Type>/test/{normal,anomaly}_id_XX_NNNNNNNN.wav     split test
+    <root>/eval_data/<Type>/train/normal_id_XX_NNNNNNNN.wav             split train
+    <root>/eval_data/<Type>/test/id_XX_NNNNNNNN.wav                     split eval
+
+or a root that directly holds ``<Type>/train`` and ``<Type>/test`` (a "flat" root,
+e.g. one extracted archive or a user's own recordings): there, test files named
+``{normal,anomaly}_id_..`` go to split test and files named ``id_..`` to split eval.
+At least one of ``dev_data``/``eval_data`` makes the root a sectioned one; other
+entries at its top level (archives, markers) are then ignored.
+
+Evaluation test clips are labelled ``unknown`` unless ``ground_truth`` maps
+``"<Type>/<file name>"`` (e.g. ``"fan/id_01_00000000.wav"``) to ``normal`` or
+``anomaly``. When a ground truth is given it must cover every evaluation clip of
+the scanned types, and every entry of those types must have its file.
+
+Strictness is the point: the same scanner reads the built-in synthetic corpus
+and real downloads, so a half-extracted archive or a stray file must fail loudly
+rather than silently shrink the data. Hidden files (name starting with ``.``)
+are ignored; anything else with an unexpected name is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from asdlib.manifest import from_rows
+
+SECTIONS = (("dev", "dev_data"), ("eval", "eval_data"))
+MAX_EXAMPLES = 5
+
+_TRAIN_NAME = re.compile(r"normal_(id_\d+)_\d+\.wav")
+_LABELLED_TEST_NAME = re.compile(r"(normal|anomaly)_(id_\d+)_\d+\.wav")
+_UNLABELLED_TEST_NAME = re.compile(r"(id_\d+)_\d+\.wav")
+
+
+class CorpusLayoutError(ValueError):
+    """A corpus folder does not match the expected layout; the message lists examples."""
+
+
+def scan_dcase_layout(
+    root: Path,
+    *,
+    dataset: str = "dcase2020",
+    machine_types: Sequence[str] | None = None,
+    path_base: Path | None = None,
+    ground_truth: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Return the validated manifest of every clip under ``root`` (see module docstring).
+
+    ``machine_types`` restricts the scan (each must be present); ``None`` takes every
+    type folder found. ``path`` is relative to ``path_base`` for files inside it,
+    absolute otherwise. Raises :class:`CorpusLayoutError` listing up to five examples
+    of each kind of problem.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CorpusLayoutError(f"{root}: corpus folder not found")
+    sections = [(name, root / folder) for name, folder in SECTIONS if (root / folder).is_dir()]
+    flat = not sections
+    if flat:
+        sections = [("dev", root)]
+    problems = _Problems(root)
+    found_types = sorted({t for _, d in sections for t in _type_folders(d)})
+    wanted = list(machine_types) if machine_types is not None else found_types
+    if machine_types is not None:
+        problems.add("requested machine types not found", [t for t in wanted if t not in found_types])
+    if not wanted:
+        where = "" if flat else " (looked in dev_data/ and eval_data/)"
+        raise CorpusLayoutError(f"{root}: no machine type folders with train/ or test/ found{where}")
+
+    base = _absolute(path_base) if path_base is not None else None
+    rows: list[dict] = []
+    for machine_type in wanted:
+        for section, section_dir in sections:
+            type_dir = section_dir / machine_type
+            if type_dir.is_dir():
+                rows.extend(_scan_type(type_dir, machine_type, section, flat, dataset, base, problems))
+        counts = {split: sum(1 for r in rows if r["machine_type"] == machine_type and r["split"] == split)
+                  for split in ("train", "test", "eval")}
+        if machine_type in found_types:
+            if counts["train"] == 0:
+                problems.add("machine types without train clips", [machine_type])
+            if counts["test"] + counts["eval"] == 0:
+                problems.add("machine types without test clips", [machine_type])
+    if ground_truth is not None:
+        _apply_ground_truth(rows, ground_truth, wanted, problems)
+    problems.raise_if_any()
+    for row in rows:
+        del row["_gt_key"]
+    return from_rows(rows, source=str(root))
+
+
+def _type_folders(section_dir: Path) -> list[str]:
+    """Names of the sub-folders that look like machine types (hold train/ or test/)."""
+    return sorted(
+        entry.name for entry in os.scandir(section_dir)
+        if entry.is_dir() and not entry.name.startswith(".")
+        and ((Path(entry.path) / "train").is_dir() or (Path(entry.path) / "test").is_dir())
+    )
+
+
+def _scan_type(type_dir: Path, machine_type: str, section: str, flat: bool, dataset: str,
+               base: Path | None, problems: "_Problems") -> list[dict]:
+    rows = []
+    for entry in sorted(os.scandir(type_dir), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        if entry.name not in ("train", "test") or not entry.is_dir():
+            problems.add("unexpected entries", [entry.path])
+            continue
+        for file in sorted(os.scandir(entry.path), key=lambda e: e.name):
+            if file.name.startswith("."):
+                continue
+            parsed = _parse_name(file.name, entry.name, section, flat) if file.is_file() else None
+            if parsed is None:
+                problems.add("unexpected entries", [file.path])
+                continue
+            split, label, machine_id, file_section = parsed
+            rows.append({
+                "clip_id": f"{machine_type}.{file_section}.{entry.name}.{Path(file.name).stem}",
+                "path": _manifest_path(Path(file.path), base),
+                "dataset": dataset,
+                "machine_type": machine_type,
+                "machine_id": machine_id,
+                "split": split,
+                "label": label,
+                "channel": 0,
+                "_gt_key": f"{machine_type}/{file.name}" if split == "eval" else None,
+            })
+    return rows
+
+
+def _parse_name(name: str, folder: str, section: str, flat: bool) -> tuple[str, str, str, str] | None:
+    """(split, label, machine_id, section) for a file name in ``folder``, or None if unexpected."""
+    if folder == "train":
+        m = _TRAIN_NAME.fullmatch(name)
+        return ("train", "normal", m.group(1), section) if m else None
+    if section == "dev":
+        m = _LABELLED_TEST_NAME.fullmatch(name)
+        if m:
+            return "test", m.group(1), m.group(2), section
+        if not flat:
+            return None
+    m = _UNLABELLED_TEST_NAME.fullmatch(name)
+    return ("eval", "unknown", m.group(1), "eval") if m else None
+
+
+def _apply_ground_truth(rows: list[dict], ground_truth: Mapping[str, str], types: Sequence[str],
+                        problems: "_Problems") -> None:
+    bad_labels = sorted(f"{k}={v!r}" for k, v in ground_truth.items() if v not in ("normal", "anomaly"))
+    problems.add("ground-truth labels other than normal/anomaly", bad_labels)
+    seen = set()
+    for row in rows:
+        key = row["_gt_key"]
+        if key is None:
+            continue
+        seen.add(key)
+        if key in ground_truth:
+            row["label"] = ground_truth[key]
+        else:
+            problems.add("evaluation clips missing from the ground truth", [key])
+    wanted = set(types)
+    problems.add("ground-truth entries without a file",
+                 sorted(k for k in ground_truth if k.split("/", 1)[0] in wanted and k not in seen))
+
+
+def _absolute(path: Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def _manifest_path(path: Path, base: Path | None) -> str:
+    path = _absolute(path)
+    if base is not None:
+        try:
+            return path.relative_to(base).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
+class _Problems:
+    """Collects layout problems by kind so one error can report all of them."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.by_kind: dict[str, list[str]] = {}
+
+    def add(self, kind: str, examples: Sequence[str]) -> None:
+        if examples:
+            self.by_kind.setdefault(kind, []).extend(str(e) for e in examples)
+
+    def raise_if_any(self) -> None:
+        if not self.by_kind:
+            return
+        parts = []
+        for kind, examples in self.by_kind.items():
+            shown = ", ".join(examples[:MAX_EXAMPLES])
+            more = f" (and {len(examples) - MAX_EXAMPLES} more)" if len(examples) > MAX_EXAMPLES else ""
+            parts.append(f"{kind} ({len(examples)}): {shown}{more}")
+        raise CorpusLayoutError(f"{self.root}: corpus layout problems: " + "; ".join(parts))

@@ -1,0 +1,90 @@
+"""The clip table every stage reads audio through, whatever the corpus.
+
+A manifest is a CSV with one row per clip. The base columns are filled by the
+corpus preparation; later stages add columns (the SNR condition of a mixture,
+the HDF5 shard holding it, ...). ``machine_id`` is always written ``id_XX``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from asdlib.fileio import atomic_path
+
+BASE_COLUMNS = ["clip_id", "path", "dataset", "machine_type", "machine_id", "split", "label", "channel"]
+SPLITS = ("train", "test", "eval")
+LABELS = ("normal", "anomaly", "unknown")
+STRING_COLUMNS = ["clip_id", "path", "dataset", "machine_type", "machine_id", "split", "label",
+                  "condition", "noise_type", "store", "key", "source_clip_id"]
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed; the message names the file and the problem."""
+
+
+def from_rows(rows: Iterable[Mapping], source: str = "manifest") -> pd.DataFrame:
+    """Build and validate a manifest from row mappings (sorted by clip_id)."""
+    df = pd.DataFrame(list(rows))
+    if df.empty:
+        raise ManifestError(f"{source}: no clips")
+    return validate(df.sort_values("clip_id", kind="stable").reset_index(drop=True), source)
+
+
+def validate(df: pd.DataFrame, source: str = "manifest") -> pd.DataFrame:
+    """Check columns and values; return ``df`` with normalised dtypes."""
+    missing = [c for c in BASE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{source}: missing columns {missing}")
+    if df.empty:
+        raise ManifestError(f"{source}: no clips")
+    dup = df["clip_id"][df["clip_id"].duplicated()]
+    if len(dup):
+        raise ManifestError(f"{source}: duplicate clip_id {list(dup[:3])}")
+    for column, allowed in (("split", SPLITS), ("label", LABELS)):
+        bad = df.loc[~df[column].isin(allowed), column]
+        if len(bad):
+            raise ManifestError(f"{source}: column {column} has {sorted(set(bad))[:3]}, allowed {allowed}")
+    bad_ids = df.loc[~df["machine_id"].astype(str).str.fullmatch(r"id_\d+"), "machine_id"]
+    if len(bad_ids):
+        raise ManifestError(f"{source}: machine_id must look like id_00, got {sorted(set(bad_ids))[:3]}")
+    if df["clip_id"].astype(str).str.contains("/").any():
+        raise ManifestError(f"{source}: clip_id must not contain '/'")
+    df = df.copy()
+    df["channel"] = df["channel"].astype(int)
+    return df
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate a manifest CSV."""
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"{path}: manifest not found (run the stage that writes it)")
+    dtypes = {c: str for c in STRING_COLUMNS}
+    try:
+        df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: not a readable CSV ({exc})") from exc
+    return validate(df, str(path))
+
+
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a manifest atomically, base columns first, float columns at fixed precision."""
+    validate(df, str(path))
+    columns = BASE_COLUMNS + [c for c in df.columns if c not in BASE_COLUMNS]
+    with atomic_path(path) as tmp:
+        df[columns].to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+
+
+def select(df: pd.DataFrame, *, machine_types: Iterable[str] | None = None,
+           splits: Iterable[str] | None = None) -> pd.DataFrame:
+    """Rows of the given machine types and splits (all when ``None``)."""
+    mask = pd.Series(True, index=df.index)
+    if machine_types is not None:
+        mask &= df["machine_type"].isin(list(machine_types))
+    if splits is not None:
+        mask &= df["split"].isin(list(splits))
+    return df[mask]

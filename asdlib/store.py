@@ -1,0 +1,168 @@
+"""HDF5 clip shards: resumable building, atomic publication, deterministic bytes.
+
+A shard is one HDF5 file holding one float32 dataset per clip (named by its
+key, e.g. the manifest clip id) with provenance in the dataset's attributes.
+
+Building is crash-safe: finished clips are flushed in small ``.npz`` part files
+(each written atomically) under a work folder named by a fingerprint of
+everything that determines the content. A killed run leaves those parts; the
+next run with the same fingerprint skips the clips they hold. ``finish`` writes
+the HDF5 file to a temporary path and renames it into place, so a shard is
+either complete or absent, never half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import h5py
+import numpy as np
+
+from asdlib.fileio import atomic_path
+
+AttrValue = str | int | float | list | np.ndarray
+
+
+class StoreError(ValueError):
+    """A shard is missing, incomplete or lacks a clip; the message names it."""
+
+
+def fingerprint(*parts: Any) -> str:
+    """Short stable hash of JSON-serialisable parts (settings, input identities)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class ShardBuilder:
+    """Collect clips for one shard, resumably, then publish it atomically."""
+
+    def __init__(self, path: str | os.PathLike, fingerprint: str, work_dir: str | os.PathLike,
+                 part_size: int = 32) -> None:
+        self.path = Path(path)
+        self.parts_dir = Path(work_dir) / f"{self.path.stem}-{fingerprint}.parts"
+        self.part_size = part_size
+        self._pending: list[tuple[str, np.ndarray, dict]] = []
+        self._done = self._scan_parts()
+
+    def done_keys(self) -> set[str]:
+        """Keys already computed (in earlier runs or this one)."""
+        return set(self._done)
+
+    def add(self, key: str, data: np.ndarray, attrs: Mapping[str, AttrValue] | None = None) -> None:
+        """Record one clip; flushed to a part file every ``part_size`` clips."""
+        if "/" in key:
+            raise StoreError(f"{self.path}: key {key!r} must not contain '/'")
+        self._pending.append((key, np.asarray(data), dict(attrs or {})))
+        self._done.add(key)
+        if len(self._pending) >= self.part_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write pending clips to a new part file (atomically)."""
+        if not self._pending:
+            return
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        existing = [int(p.stem.split("-")[1]) for p in self.parts_dir.glob("part-*.npz")]
+        index = max(existing, default=-1) + 1
+        arrays = {f"a{i}": data for i, (_, data, _) in enumerate(self._pending)}
+        meta = [{"key": key, "attrs": _jsonable(attrs)} for key, _, attrs in self._pending]
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        with atomic_path(self.parts_dir / f"part-{index:06d}.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+        self._pending.clear()
+
+    def finish(self, keys: Iterable[str], compression: int = 4) -> None:
+        """Write every key in ``keys`` (in that order) to the shard and clean up parts."""
+        self.flush()
+        keys = list(keys)
+        clips = dict(self._iter_parts())
+        missing = [k for k in keys if k not in clips]
+        if missing:
+            raise StoreError(f"{self.path}: {len(missing)} clips were never computed, e.g. {missing[:3]}")
+        with atomic_path(self.path) as tmp:
+            with h5py.File(tmp, "w", libver="latest", track_order=False) as f:
+                for key in keys:
+                    data, attrs = clips[key]
+                    chunks = (min(len(data), 16384),) + data.shape[1:] if data.ndim and len(data) else None
+                    ds = f.create_dataset(key, data=data, chunks=chunks, compression="gzip",
+                                          compression_opts=compression, shuffle=True,
+                                          track_times=False)
+                    for name, value in sorted(attrs.items()):
+                        ds.attrs[name] = value
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    def _scan_parts(self) -> set[str]:
+        return {key for key, _ in self._iter_parts()}
+
+    def _iter_parts(self) -> Iterator[tuple[str, tuple[np.ndarray, dict]]]:
+        if not self.parts_dir.exists():
+            return
+        for part in sorted(self.parts_dir.glob("part-*.npz")):
+            try:
+                with np.load(part) as npz:
+                    meta = json.loads(npz["meta"].tobytes().decode())
+                    for i, item in enumerate(meta):
+                        yield item["key"], (npz[f"a{i}"], item["attrs"])
+            except (OSError, ValueError, KeyError, json.JSONDecodeError):
+                part.unlink(missing_ok=True)  # unreadable leftover: recompute its clips
+
+
+class ShardReader:
+    """Read clips and their attributes from a finished shard."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: shard not found (run the stage that writes it)")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise StoreError(f"{self.path}: not a readable HDF5 shard ({exc})") from exc
+
+    def __enter__(self) -> "ShardReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def keys(self) -> list[str]:
+        return list(self._file.keys())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._file
+
+    def read(self, key: str) -> np.ndarray:
+        """The clip stored under ``key``."""
+        if key not in self._file:
+            raise StoreError(f"{self.path}: no clip {key!r}")
+        return self._file[key][()]
+
+    def attrs(self, key: str) -> dict[str, Any]:
+        """Provenance attributes of ``key`` as plain Python values."""
+        if key not in self._file:
+            raise StoreError(f"{self.path}: no clip {key!r}")
+        return {k: _plain(v) for k, v in self._file[key].attrs.items()}
+
+
+def _jsonable(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic) else v)
+            for k, v in attrs.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value

@@ -1,0 +1,39 @@
+"""What every stage shares: reading its params section strictly, and failing cleanly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from asdlib.config import ConfigError, load_yaml, parse
+
+T = TypeVar("T")
+
+PARAMS_FILE = Path("params.yaml")
+DATA = Path("data")
+WORK = DATA / ".work"  # resumable scratch space, never a DVC output
+METRICS = Path("metrics")
+
+
+def params_section(name: str, cls: type[T]) -> T:
+    """Parse section ``name`` of params.yaml into ``cls``, naming any bad key."""
+    params = load_yaml(PARAMS_FILE)
+    if name not in params:
+        raise ConfigError(f"{PARAMS_FILE}: missing section {name!r}")
+    return parse(cls, params[name], f"{PARAMS_FILE}: {name}")
+
+
+def run(main: Callable[[], Any]) -> None:
+    """Run a stage's main; expected errors print one line naming the culprit, exit code 1."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        main()
+    except (ValueError, OSError) as exc:
+        if os.environ.get("ASD_DEBUG"):
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

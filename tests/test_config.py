@@ -1,0 +1,64 @@
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import pytest
+
+from asdlib.config import ConfigError, load_yaml, parse, to_dict
+
+
+@dataclass(frozen=True)
+class Inner:
+    rate: float = 1e-3
+    kind: Literal["a", "b"] = "a"
+
+
+@dataclass(frozen=True)
+class Outer:
+    n: int = 3
+    name: str = "x"
+    flag: bool = False
+    path: Path = Path("data")
+    items: list[str] = field(default_factory=lambda: ["p", "q"])
+    maybe: Optional[int] = None
+    inner: Inner = Inner()
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError(f"n must be >= 0, got {self.n}")
+
+
+def test_defaults_and_values():
+    cfg = parse(Outer, {"n": 5, "inner": {"rate": 1, "kind": "b"}, "items": ["z"], "maybe": 4})
+    assert cfg.n == 5 and cfg.inner.rate == 1.0 and isinstance(cfg.inner.rate, float)
+    assert cfg.inner.kind == "b" and cfg.items == ["z"] and cfg.maybe == 4
+    assert parse(Outer, None) == Outer()
+    assert to_dict(cfg)["inner"] == {"rate": 1.0, "kind": "b"}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"nn": 1}, "params.yaml: s.nn: unknown key"),
+        ({"n": "3"}, "params.yaml: s.n: expected an integer"),
+        ({"n": True}, "params.yaml: s.n: expected an integer"),
+        ({"flag": 1}, "params.yaml: s.flag: expected true or false"),
+        ({"inner": {"kind": "c"}}, "params.yaml: s.inner.kind: expected one of"),
+        ({"inner": {"speed": 1}}, "params.yaml: s.inner.speed: unknown key"),
+        ({"items": "p"}, "params.yaml: s.items: expected a list"),
+        ({"items": ["p", 3]}, "params.yaml: s.items[1]: expected a string"),
+        ({"n": -1}, "n must be >= 0"),
+    ],
+)
+def test_errors_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse(Outer, data, "params.yaml: s")
+
+
+def test_load_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_yaml(bad)
