@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Stage commands call `python`: the virtual environment's, as after `source .venv/bin/activate`.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup repro test test-all bench clean-venv
 

@@ -81,8 +81,9 @@ class LogMelSettings:
         return self.sample_rate / 2 if self.f_max is None else float(self.f_max)
 
     def num_frames(self, num_samples: int) -> int:
-        """Frames produced by :class:`LogMel` for a clip of ``num_samples`` samples."""
-        return 1 + num_samples // self.hop_length
+        """Frames produced by :class:`LogMel` for a clip of ``num_samples`` samples
+        (``1 + num_samples // hop_length`` for even ``n_fft``)."""
+        return 1 + (num_samples + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length
 
 
 STGRAM_LOGMEL = LogMelSettings(mel_scale="htk", mel_norm="none")
@@ -171,7 +172,7 @@ class LogMel(torch.nn.Module):
             n_fft=s.n_fft,
             hop_length=s.hop_length,
             win_length=s.win_length,
-            window=self.window,
+            window=self.window.to(waveform.dtype),
             center=True,
             pad_mode="reflect",
             return_complex=True,
@@ -186,7 +187,8 @@ class LogMel(torch.nn.Module):
             )
         if not waveform.is_floating_point():
             raise ValueError(f"waveform must be floating point, got {waveform.dtype}")
-        mel = torch.matmul(self.filterbank, self.power_spectrogram(waveform))
+        power = self.power_spectrogram(waveform)
+        mel = torch.matmul(self.filterbank.to(power.dtype), power)
         return 10.0 * torch.log10(torch.clamp(mel, min=self.settings.eps))
 
 

@@ -38,6 +38,15 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (the identity of an input shard)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class ShardBuilder:
     """Collect clips for one shard, resumably, then publish it atomically."""
 
@@ -166,3 +175,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode()
     return value
+
+
+_open_readers: dict[str, ShardReader] = {}
+
+
+def read_row(row: Mapping[str, Any]) -> np.ndarray:
+    """The clip a manifest row points at through its ``store`` and ``key`` columns.
+
+    Readers stay open per process (each worker opens its own), so reading many
+    clips from one shard costs one open.
+    """
+    store = str(row["store"])
+    reader = _open_readers.get(store)
+    if reader is None:
+        reader = _open_readers[store] = ShardReader(store)
+    return reader.read(str(row["key"]))

@@ -177,6 +177,18 @@ def test_ten_second_clip_gives_313_frames_and_1d_input():
     torch.testing.assert_close(batched[0], out)
     for n in (1000, 1023, 1024, 16000, 32000):
         assert LogMel(STGRAM_LOGMEL)(torch.zeros(2, n)).shape[-1] == 1 + n // 512
+    odd = LogMelSettings(**{**SMALL, "n_fft": 255, "win_length": 255})
+    for n in (640, 641, 700):
+        assert LogMel(odd)(torch.zeros(n)).shape[-1] == odd.num_frames(n)
+
+
+def test_logmel_float64_input_matches_reference():
+    s = LogMelSettings(**SMALL)
+    x = _signal(3000).astype(np.float64)
+    ours = LogMel(s)(torch.from_numpy(x))
+    assert ours.dtype == torch.float64
+    np.testing.assert_allclose(ours.numpy(), ref_logmel(x, 8000, 256, 256, 64, 24, "htk", "none"),
+                               atol=1e-4)
 
 
 def test_logmel_rejects_bad_input():

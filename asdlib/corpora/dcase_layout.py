@@ -15,8 +15,10 @@ entries at its top level (archives, markers) are then ignored.
 
 Evaluation test clips are labelled ``unknown`` unless ``ground_truth`` maps
 ``"<Type>/<file name>"`` (e.g. ``"fan/id_01_00000000.wav"``) to ``normal`` or
-``anomaly``. When a ground truth is given it must cover every evaluation clip of
-the scanned types, and every entry of those types must have its file.
+``anomaly``. When a ground truth is given it must cover every evaluation clip,
+and for each type with evaluation clips every entry of that type must have its
+file (a type without any evaluation clips, e.g. only development data
+downloaded, needs no labels).
 
 Strictness is the point: the same scanner reads the built-in synthetic corpus
 and real downloads, so a half-extracted archive or a stray file must fail loudly
@@ -69,16 +71,16 @@ def scan_dcase_layout(
     flat = not sections
     if flat:
         sections = [("dev", root)]
-    problems = _Problems(root)
+    problems = LayoutProblems(root)
     found_types = sorted({t for _, d in sections for t in _type_folders(d)})
-    wanted = list(machine_types) if machine_types is not None else found_types
+    wanted = list(dict.fromkeys(machine_types)) if machine_types is not None else found_types
     if machine_types is not None:
         problems.add("requested machine types not found", [t for t in wanted if t not in found_types])
     if not wanted:
         where = "" if flat else " (looked in dev_data/ and eval_data/)"
         raise CorpusLayoutError(f"{root}: no machine type folders with train/ or test/ found{where}")
 
-    base = _absolute(path_base) if path_base is not None else None
+    base = absolute(path_base) if path_base is not None else None
     rows: list[dict] = []
     for machine_type in wanted:
         for section, section_dir in sections:
@@ -93,7 +95,7 @@ def scan_dcase_layout(
             if counts["test"] + counts["eval"] == 0:
                 problems.add("machine types without test clips", [machine_type])
     if ground_truth is not None:
-        _apply_ground_truth(rows, ground_truth, wanted, problems)
+        _apply_ground_truth(rows, ground_truth, problems)
     problems.raise_if_any()
     for row in rows:
         del row["_gt_key"]
@@ -110,7 +112,7 @@ def _type_folders(section_dir: Path) -> list[str]:
 
 
 def _scan_type(type_dir: Path, machine_type: str, section: str, flat: bool, dataset: str,
-               base: Path | None, problems: "_Problems") -> list[dict]:
+               base: Path | None, problems: "LayoutProblems") -> list[dict]:
     rows = []
     for entry in sorted(os.scandir(type_dir), key=lambda e: e.name):
         if entry.name.startswith("."):
@@ -128,7 +130,7 @@ def _scan_type(type_dir: Path, machine_type: str, section: str, flat: bool, data
             split, label, machine_id, file_section = parsed
             rows.append({
                 "clip_id": f"{machine_type}.{file_section}.{entry.name}.{Path(file.name).stem}",
-                "path": _manifest_path(Path(file.path), base),
+                "path": manifest_path(Path(file.path), base),
                 "dataset": dataset,
                 "machine_type": machine_type,
                 "machine_id": machine_id,
@@ -155,8 +157,7 @@ def _parse_name(name: str, folder: str, section: str, flat: bool) -> tuple[str, 
     return ("eval", "unknown", m.group(1), "eval") if m else None
 
 
-def _apply_ground_truth(rows: list[dict], ground_truth: Mapping[str, str], types: Sequence[str],
-                        problems: "_Problems") -> None:
+def _apply_ground_truth(rows: list[dict], ground_truth: Mapping[str, str], problems: "LayoutProblems") -> None:
     bad_labels = sorted(f"{k}={v!r}" for k, v in ground_truth.items() if v not in ("normal", "anomaly"))
     problems.add("ground-truth labels other than normal/anomaly", bad_labels)
     seen = set()
@@ -169,17 +170,19 @@ def _apply_ground_truth(rows: list[dict], ground_truth: Mapping[str, str], types
             row["label"] = ground_truth[key]
         else:
             problems.add("evaluation clips missing from the ground truth", [key])
-    wanted = set(types)
+    with_eval = {key.split("/", 1)[0] for key in seen}  # types without eval clips need no labels
     problems.add("ground-truth entries without a file",
-                 sorted(k for k in ground_truth if k.split("/", 1)[0] in wanted and k not in seen))
+                 sorted(k for k in ground_truth if k.split("/", 1)[0] in with_eval and k not in seen))
 
 
-def _absolute(path: Path) -> Path:
+def absolute(path: Path) -> Path:
+    """``path`` made absolute and normalised (``..`` removed) without resolving symlinks."""
     return Path(os.path.abspath(path))
 
 
-def _manifest_path(path: Path, base: Path | None) -> str:
-    path = _absolute(path)
+def manifest_path(path: Path, base: Path | None) -> str:
+    """POSIX path for a manifest: relative to ``base`` (absolute) when inside it, else absolute."""
+    path = absolute(path)
     if base is not None:
         try:
             return path.relative_to(base).as_posix()
@@ -188,8 +191,20 @@ def _manifest_path(path: Path, base: Path | None) -> str:
     return path.as_posix()
 
 
-class _Problems:
-    """Collects layout problems by kind so one error can report all of them."""
+def check_choice(what: str, chosen: Sequence[str] | None, allowed: Sequence[str]) -> list[str]:
+    """``chosen`` (all of ``allowed`` when ``None``), deduplicated; ValueError naming bad values."""
+    if chosen is None:
+        return list(allowed)
+    bad = [c for c in chosen if c not in allowed]
+    if bad:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, bad))} (allowed: {', '.join(allowed)})")
+    if not chosen:
+        raise ValueError(f"no {what} chosen (allowed: {', '.join(allowed)})")
+    return list(dict.fromkeys(chosen))
+
+
+class LayoutProblems:
+    """Collects layout problems by kind so one error can report all of them (5 examples each)."""
 
     def __init__(self, root: Path):
         self.root = root

@@ -1,0 +1,207 @@
+"""The ``asd`` command: download and prepare corpora.
+
+    asd download <corpus> <target_dir> [--types ...] [--mirror BASE_URL] [--manifest FILE] ...
+    asd prepare  <corpus> <corpus_dir> <manifest_out> [--types ...] [--path-base DIR] ...
+
+Exit status: 0 on success, 2 on bad input (unknown corpus or option value, missing
+folder, corpus layout problems), 1 when a download or extraction fails (network,
+checksum, disk). Expected errors print one line, no traceback; set ``ASD_DEBUG=1``
+to see the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from asdlib.corpora import archives, audioset_music, dcase2020, mimii, noisex92
+from asdlib.corpora.archives import ArchiveError
+from asdlib.corpora.dcase_layout import CorpusLayoutError, scan_dcase_layout
+from asdlib.corpora.download import DownloadError, DownloadSettings
+from asdlib.fileio import atomic_path
+from asdlib.manifest import ManifestError, write_manifest
+
+DOWNLOADABLE = ("dcase2020", "mimii", "noisex92", "audioset_music")
+PREPARABLE = ("dcase2020", "mimii", "noisex92", "audioset_music", "folder")
+ESTIMATE_RATE = 20e6  # bytes per second for the --dry-run time estimate
+
+
+class UsageError(ValueError):
+    """Bad command-line input that argparse cannot catch by itself."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``asd`` command; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("asd: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (DownloadError, OSError) as exc:
+        if os.environ.get("ASD_DEBUG"):
+            raise
+        print(f"asd: error: {exc}", file=sys.stderr)
+        return 1
+    except (UsageError, CorpusLayoutError, ManifestError, ArchiveError, ValueError) as exc:
+        if os.environ.get("ASD_DEBUG"):
+            raise
+        print(f"asd: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asd", description="Anomalous sound detection: corpus tools.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,prepare}")
+
+    d = sub.add_parser("download", help="download, verify and extract a corpus",
+                       description="Download, verify (md5/size or pinned sha256) and extract a corpus. "
+                                   "Safe to interrupt and rerun: finished archives are skipped, partial "
+                                   "downloads resume.")
+    d.add_argument("corpus", choices=DOWNLOADABLE)
+    d.add_argument("target_dir", type=Path)
+    d.add_argument("--types", nargs="+", metavar="TYPE", help="machine types (dcase2020, mimii; default all)")
+    d.add_argument("--parts", nargs="+", choices=dcase2020.PARTS, help="dcase2020 parts (default all)")
+    d.add_argument("--snr", nargs="+", type=int, choices=(-6, 0, 6), help="mimii SNR levels in dB (default all)")
+    d.add_argument("--names", nargs="+", metavar="NAME", help="noisex92 recordings (default all 15)")
+    d.add_argument("--lists", nargs="+", choices=audioset_music.SEGMENT_LISTS,
+                   help="audioset_music segment lists (default all)")
+    d.add_argument("--mirror", metavar="BASE_URL", help="replace everything before the file name of each URL")
+    d.add_argument("--manifest", type=Path, metavar="FILE", help="archive list replacing the packaged archives.json")
+    d.add_argument("--remove-archives", action="store_true", help="delete each archive after extraction")
+    d.add_argument("--retries", type=int, default=5, help="retries per file on dropped connections (default 5)")
+    d.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
+    d.add_argument("--dry-run", action="store_true", help="list the files, sizes and an estimated time only")
+    d.set_defaults(run=_download)
+
+    p = sub.add_parser("prepare", help="write the manifest CSV of a corpus folder",
+                       description="Scan a corpus folder strictly and write its manifest CSV "
+                                   "(noisex92: convert to 16 kHz and write the noise table).")
+    p.add_argument("corpus", choices=PREPARABLE)
+    p.add_argument("corpus_dir", type=Path)
+    p.add_argument("manifest_out", type=Path)
+    p.add_argument("--types", nargs="+", metavar="TYPE", help="machine types (default all found)")
+    p.add_argument("--snr", nargs="+", type=int, choices=(-6, 0, 6), help="mimii SNR levels (default all found)")
+    p.add_argument("--channel", type=int, default=0, help="mimii microphone channel 0-7 (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="mimii split seed (default 0)")
+    p.add_argument("--path-base", type=Path, metavar="DIR",
+                   help="write clip paths relative to DIR when inside it (default: absolute paths)")
+    p.add_argument("--ground-truth", type=Path, metavar="FILE",
+                   help="dcase2020/folder: eval_data_list.csv (default <corpus_dir>/eval_data_list.csv if present)")
+    p.add_argument("--dataset", default="folder", help="folder: dataset name in the manifest (default folder)")
+    p.add_argument("--lists", type=Path, metavar="DIR",
+                   help="audioset_music: folder with the segment CSVs (from `asd download audioset_music`)")
+    p.add_argument("--out-dir", type=Path, metavar="DIR",
+                   help="noisex92: where the 16 kHz WAVs go (default <corpus_dir>/16k)")
+    p.set_defaults(run=_prepare)
+    return parser
+
+
+def _download(args: argparse.Namespace) -> int:
+    snr = [f"{v}dB" for v in args.snr] if args.snr else None
+    _reject_options(args, "download", {"dcase2020": ("types", "parts"), "mimii": ("types", "snr"),
+                                       "noisex92": ("names",), "audioset_music": ("lists",)})
+    if args.dry_run:
+        return _dry_run(args, snr)
+    settings = DownloadSettings(retries=args.retries, timeout_s=args.timeout)
+    common = {"mirror": args.mirror, "manifest": args.manifest, "settings": settings}
+    if args.corpus == "dcase2020":
+        dcase2020.download_dcase2020(args.target_dir, machine_types=args.types, parts=args.parts or dcase2020.PARTS,
+                                     keep_archives=not args.remove_archives, **common)
+    elif args.corpus == "mimii":
+        mimii.download_mimii(args.target_dir, machine_types=args.types, snr_levels=snr,
+                             keep_archives=not args.remove_archives, **common)
+    elif args.corpus == "noisex92":
+        noisex92.download_noisex92(args.target_dir, names=args.names, **common)
+    else:
+        audioset_music.download_audioset_lists(args.target_dir, lists=args.lists or audioset_music.SEGMENT_LISTS,
+                                               **common)
+    print(f"{args.corpus}: complete in {args.target_dir}")
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, snr: list[str] | None) -> int:
+    common = {"mirror": args.mirror, "manifest": args.manifest}
+    if args.corpus == "dcase2020":
+        entries = dcase2020.dcase2020_entries(machine_types=args.types, parts=args.parts or dcase2020.PARTS, **common)
+    elif args.corpus == "mimii":
+        entries = mimii.mimii_entries(machine_types=args.types, snr_levels=snr, **common)
+    elif args.corpus == "noisex92":
+        entries = noisex92.noisex92_entries(names=args.names, **common)
+    else:
+        wanted = {"ontology", *(args.lists or audioset_music.SEGMENT_LISTS)}
+        entries = [e for e in archives.corpus_archives("audioset_music", **common) if e.part in wanted]
+    known = sum(e.size for e in entries if e.size)
+    unknown = sum(1 for e in entries if not e.size)
+    for e in entries:
+        size = f"{e.size / 1e9:8.2f} GB" if e.size else "    size ?"
+        print(f"{size}  {e.url}")
+    print(f"{len(entries)} files, {known / 1e9:.2f} GB known"
+          + (f" + {unknown} of unknown size" if unknown else "")
+          + f"; about {known / ESTIMATE_RATE / 60:.0f} min at {ESTIMATE_RATE / 1e6:.0f} MB/s")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    _reject_options(args, "prepare", {
+        "dcase2020": ("types", "path_base", "ground_truth"),
+        "folder": ("types", "path_base", "ground_truth", "dataset"),
+        "mimii": ("types", "snr", "channel", "seed", "path_base"),
+        "noisex92": ("out_dir",),
+        "audioset_music": ("lists", "path_base"),
+    })
+    if not args.corpus_dir.is_dir():
+        raise UsageError(f"{args.corpus_dir}: corpus folder not found")
+    if args.corpus == "noisex92":
+        table = noisex92.prepare_noisex92(args.corpus_dir, args.out_dir or args.corpus_dir / "16k")
+        with atomic_path(args.manifest_out) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+        print(f"noisex92: {len(table)} recordings at 16 kHz, table in {args.manifest_out}")
+        return 0
+    if args.corpus == "dcase2020":
+        df = dcase2020.prepare_dcase2020(args.corpus_dir, machine_types=args.types, path_base=args.path_base,
+                                         ground_truth=args.ground_truth)
+    elif args.corpus == "folder":
+        truth = dcase2020.read_ground_truth(args.ground_truth) if args.ground_truth else None
+        df = scan_dcase_layout(args.corpus_dir, dataset=args.dataset, machine_types=args.types,
+                               path_base=args.path_base, ground_truth=truth)
+    elif args.corpus == "mimii":
+        df = mimii.prepare_mimii(args.corpus_dir, machine_types=args.types,
+                                 snr_levels=[f"{v}dB" for v in args.snr] if args.snr else None,
+                                 channel=args.channel, seed=args.seed, path_base=args.path_base)
+    else:
+        if args.lists is None:
+            raise UsageError("audioset_music needs --lists DIR (the folder of `asd download audioset_music`)")
+        match = audioset_music.match_music_files(
+            args.corpus_dir, audioset_music.select_music_segments(args.lists), path_base=args.path_base)
+        print(f"audioset_music: {match.summary()}")
+        if match.manifest is None:
+            raise CorpusLayoutError(f"{args.corpus_dir}: no audio file matches a selected music segment")
+        df = match.manifest
+    write_manifest(df, args.manifest_out)
+    counts = ", ".join(f"{k} {v}" for k, v in df.groupby("split").size().items())
+    print(f"{args.corpus}: {len(df)} clips ({counts}) -> {args.manifest_out}")
+    return 0
+
+
+_DEFAULTS = {"channel": 0, "seed": 0, "dataset": "folder"}
+
+
+def _reject_options(args: argparse.Namespace, command: str, allowed: dict[str, tuple[str, ...]]) -> None:
+    """Refuse options given for a corpus that does not use them (rather than ignoring them)."""
+    options = {"types", "parts", "snr", "names", "lists", "path_base", "ground_truth", "dataset",
+               "channel", "seed", "out_dir"}
+    given = [o for o in sorted(options) if hasattr(args, o)
+             and getattr(args, o) not in (None, _DEFAULTS.get(o))]
+    bad = [o for o in given if o not in allowed[args.corpus]]
+    if bad:
+        flags = ", ".join("--" + o.replace("_", "-") for o in bad)
+        raise UsageError(f"{command} {args.corpus}: option {flags} does not apply to this corpus")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

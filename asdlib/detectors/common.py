@@ -1,0 +1,76 @@
+"""Helpers shared by the detector wrappers: input checks, features, model files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from asdlib.datasets import LoadFn, load_clip
+from asdlib.features import LogMel, LogMelSettings, MelNorm, MelScale
+
+MODEL_FILE = "model.pt"  # selected weights + what scoring needs, written after training
+
+
+@dataclass(frozen=True)
+class SlaneyLogMelSettings(LogMelSettings):
+    """The DCASE 2020 baseline's front end: Slaney mel scale with area normalisation.
+
+    A subclass rather than an instance default, so a partial ``logmel:`` mapping in
+    the parameters (say only ``n_mels``) keeps the Slaney scale.
+    """
+
+    mel_scale: MelScale = "slaney"
+    mel_norm: MelNorm = "slaney"
+
+
+class DetectorError(ValueError):
+    """A detector cannot fit or score these clips; the message names the clip or class."""
+
+
+def check_training_rows(rows: pd.DataFrame, detector: str) -> None:
+    """Training rows must exist and be normal clips of the training split."""
+    if len(rows) == 0:
+        raise DetectorError(f"{detector}: no training clips")
+    bad = rows[(rows["split"] != "train") | (rows["label"] != "normal")]
+    if len(bad):
+        first = bad.iloc[0]
+        raise DetectorError(f"{detector}: clip {first['clip_id']} is not a training normal "
+                            f"(split={first['split']}, label={first['label']})")
+
+
+def iter_rows(rows: pd.DataFrame, desc: str) -> Iterator[pd.Series]:
+    """Rows with a progress bar (shown on a terminal only)."""
+    for _, row in tqdm(rows.iterrows(), total=len(rows), desc=desc, unit="clip", disable=None, leave=False):
+        yield row
+
+
+@torch.no_grad()
+def clip_logmel(row: pd.Series, load: LoadFn, logmel: LogMel, device: torch.device) -> torch.Tensor:
+    """The ``(n_mels, frames)`` dB log-mel of one clip, on the CPU."""
+    wave = torch.from_numpy(load_clip(row, load)).to(device)
+    if wave.numel() < logmel.settings.n_fft // 2 + 1:
+        raise DetectorError(f"clip {row['clip_id']}: {wave.numel()} samples, too short for the "
+                            f"log-mel front end (n_fft {logmel.settings.n_fft})")
+    return logmel(wave).cpu()
+
+
+def logmels(rows: pd.DataFrame, load: LoadFn, logmel: LogMel, device: torch.device,
+            desc: str) -> list[torch.Tensor]:
+    """Log-mel of every clip in ``rows`` (row order)."""
+    logmel = logmel.to(device)
+    return [clip_logmel(row, load, logmel, device) for row in iter_rows(rows, desc)]
+
+
+def unit_dir(run_dir: Path, unit: str) -> Path:
+    """Folder of one trained model (a machine type, or ``all``) inside ``run_dir``."""
+    return Path(run_dir) / unit
+
+
+def scores_frame(clip_ids: list[str], columns: dict[str, list[float]]) -> pd.DataFrame:
+    """The scores table: clip_id first, then the score columns."""
+    return pd.DataFrame({"clip_id": clip_ids, **columns})

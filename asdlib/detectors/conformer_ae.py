@@ -1,0 +1,202 @@
+"""Conformer autoencoder detector (MSE seed): pre-train on a generic corpus, fine-tune per type.
+
+Front end: the Slaney-scale, area-normalised log-mel of the DCASE baseline (so the
+two autoencoders differ only in architecture; the seed does not say which scale it
+used), normalised per mel band with the mean and standard deviation of the
+training frames (stored in each model file, so scoring uses the statistics the
+model was trained with).
+
+:meth:`ConformerAEDetector.pretrain` trains a :class:`~asdlib.models.ConformerAE` on
+a generic corpus (e.g. AudioSet music, no labels needed) and writes its weights;
+:meth:`ConformerAEDetector.fit` trains one model per machine type on its training
+normals, initialised from those weights (``init: pretrained``) or at random
+(``init: scratch``, the ablation). Training uses random fixed-length segments of
+``segment_frames`` frames for speed; scoring runs on the whole clip and the score is
+the mean reconstruction MSE of its normalised log-mel frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from asdlib.config import to_dict
+from asdlib.datasets import LoadFn, SegmentDataset, clip_ids_hash, segment_length, split_train_val
+from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSettings, check_training_rows,
+                                     clip_logmel, iter_rows, logmels, scores_frame, unit_dir)
+from asdlib.features import LogMel
+from asdlib.models import ConformerAE, ConformerAESettings
+from asdlib.training import (FitResult, TrainSettings, fit, load_weights, resolve_device, save_checkpoint,
+                             seed_everything)
+
+STD_FLOOR = 1e-3  # dB; a constant mel band (digital silence) must not divide by zero
+
+
+@dataclass(frozen=True)
+class ConformerAETrainSettings(TrainSettings):
+    """Optimisation of pre-training and fine-tuning (not published; chosen for CPUs)."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class ConformerAEDetectorSettings:
+    """Front end, model sizes, training segments, initialisation and the two trainings.
+
+    segment_frames: frames per training segment (64 = 2 s); clips shorter than
+    that are used whole. segments_per_clip: random segments drawn from each clip
+    per epoch. init: ``pretrained`` (needs :meth:`ConformerAEDetector.pretrain` or a
+    weights file) or ``scratch``.
+    """
+
+    logmel: SlaneyLogMelSettings = field(default_factory=SlaneyLogMelSettings)
+    model: ConformerAESettings = field(default_factory=ConformerAESettings)
+    segment_frames: int = 64
+    segments_per_clip: int = 1
+    init: Literal["pretrained", "scratch"] = "pretrained"
+    train: ConformerAETrainSettings = field(default_factory=ConformerAETrainSettings)
+    pretrain: ConformerAETrainSettings = field(default_factory=ConformerAETrainSettings)
+
+    def __post_init__(self) -> None:
+        if self.model.input_dim != self.logmel.n_mels:
+            raise ValueError(f"model.input_dim ({self.model.input_dim}) must equal logmel.n_mels "
+                             f"({self.logmel.n_mels})")
+        for name in ("segment_frames", "segments_per_clip"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.init not in ("pretrained", "scratch"):
+            raise ValueError(f"init must be 'pretrained' or 'scratch', got {self.init!r}")
+
+    def config(self) -> dict:
+        """What a trained model file must agree on to be used with these settings."""
+        return {"logmel": to_dict(self.logmel), "model": to_dict(self.model)}
+
+
+def _loss(model: torch.nn.Module, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = batch.to(device)
+    return F.mse_loss(model(x), x)
+
+
+class ConformerAEDetector:
+    """Pre-train once, fine-tune a Conformer AE per machine type, score by reconstruction error."""
+
+    name = "conformer_ae"
+
+    def __init__(self, settings: ConformerAEDetectorSettings = ConformerAEDetectorSettings(),
+                 pretrained_weights: Optional[str | Path] = None) -> None:
+        self.settings = settings
+        self.pretrained_weights = Path(pretrained_weights) if pretrained_weights is not None else None
+        self.device = resolve_device(settings.train.device)
+        self.logmel = LogMel(settings.logmel).to(self.device)
+        self.models: dict[str, tuple[ConformerAE, torch.Tensor, torch.Tensor]] = {}
+
+    def pretrain(self, generic_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> Path:
+        """Train on a generic corpus (any labels); return and remember the weights file."""
+        if len(generic_rows) == 0:
+            raise DetectorError(f"{self.name}: no pre-training clips")
+        s = self.settings
+        train, val = split_train_val(generic_rows, s.pretrain.val_fraction, s.pretrain.seed,
+                                     by=("dataset",), check_normals=False)
+        seed_everything(s.pretrain.seed)
+        model = ConformerAE.from_settings(s.model)
+        extra = {"config": s.config(), "role": "pretrained", "train_clips": clip_ids_hash(generic_rows)}
+        path = self._train(model, train, val, load, s.pretrain, Path(run_dir), "pretrain", extra)
+        self.pretrained_weights = path
+        return path
+
+    def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> dict[str, FitResult]:
+        """Fine-tune (or train from scratch) a model per machine type in ``run_dir/<type>/``."""
+        check_training_rows(train_rows, self.name)
+        s = self.settings
+        results = {}
+        for machine_type, rows in train_rows.groupby("machine_type", sort=True):
+            machine_type = str(machine_type)
+            train, val = split_train_val(rows, s.train.val_fraction, s.train.seed)
+            model = self.initial_model()
+            extra = {"config": s.config(), "role": "detector", "machine_type": machine_type,
+                     "train_clips": clip_ids_hash(rows), "init": s.init, "pretrained": self._pretrained_hash()}
+            folder = unit_dir(Path(run_dir), machine_type)
+            results[machine_type] = self._train(model, train, val, load, s.train, folder, machine_type, extra)
+        return results
+
+    def initial_model(self) -> ConformerAE:
+        """A new model initialised as ``init`` says: pre-trained weights or seeded random ones."""
+        seed_everything(self.settings.train.seed)
+        model = ConformerAE.from_settings(self.settings.model)
+        if self.settings.init == "pretrained":
+            if self.pretrained_weights is None:
+                raise DetectorError(f"{self.name}: init is 'pretrained' but no pre-trained weights were "
+                                    f"given (run pretrain first, or set init: scratch)")
+            extra = load_weights(self.pretrained_weights, model)
+            if extra.get("config") != self.settings.config():
+                raise DetectorError(f"{self.pretrained_weights}: pre-trained with other front-end or "
+                                    f"model settings than these")
+        return model
+
+    def restore(self, run_dir: str | Path) -> None:
+        """Load the trained model of every machine type found in ``run_dir``."""
+        files = sorted(Path(run_dir).glob(f"*/{MODEL_FILE}"))
+        if not files:
+            raise DetectorError(f"{run_dir}: no trained {self.name} models (*/{MODEL_FILE})")
+        for path in files:
+            model = ConformerAE.from_settings(self.settings.model)
+            extra = load_weights(path, model)
+            if extra.get("config") != self.settings.config() or extra.get("role") != "detector":
+                raise DetectorError(f"{path}: not a {self.name} detector trained with these settings")
+            self.models[str(extra["machine_type"])] = (model.to(self.device).eval(), extra["mean"], extra["std"])
+
+    @torch.no_grad()
+    def score(self, test_rows: pd.DataFrame, load: LoadFn) -> pd.DataFrame:
+        """Columns clip_id, score (mean reconstruction MSE of the whole clip's frames), in row order."""
+        scores = []
+        for row in iter_rows(test_rows, f"{self.name} scoring"):
+            entry = self.models.get(str(row["machine_type"]))
+            if entry is None:
+                raise DetectorError(f"clip {row['clip_id']}: no {self.name} model for machine type "
+                                    f"{row['machine_type']} (trained: {', '.join(sorted(self.models)) or 'none'})")
+            model, mean, std = entry
+            frames = _normalise(clip_logmel(row, load, self.logmel, self.device), mean, std).T[None]
+            scores.append(float(model.eval().reconstruction_error(frames.to(self.device)).mean()))
+        return scores_frame(list(map(str, test_rows["clip_id"])), {"score": scores})
+
+    def _train(self, model: ConformerAE, train: pd.DataFrame, val: pd.DataFrame, load: LoadFn,
+               settings: TrainSettings, folder: Path, unit: str, extra: dict) -> Path:
+        """Features, band statistics, segments, the training loop; writes ``folder/model.pt``."""
+        name = f"{self.name}/{unit}"
+        train_mels = logmels(train, load, self.logmel, self.device, f"{name} features")
+        val_mels = logmels(val, load, self.logmel, self.device, f"{name} val") if len(val) else []
+        frames = torch.cat(train_mels, dim=1)
+        mean, std = frames.mean(dim=1), frames.std(dim=1).clamp(min=STD_FLOOR)
+        train_norm = [_normalise(m, mean, std) for m in train_mels]
+        val_norm = [_normalise(m, mean, std) for m in val_mels]
+        segment = segment_length(train_norm + val_norm, self.settings.segment_frames)
+        train_set = SegmentDataset(train_norm, segment, epoch_passes=self.settings.segments_per_clip)
+        val_set = SegmentDataset(val_norm, segment, random_offset=False) if val_norm else None
+        extra = {**extra, "mean": mean, "std": std}
+        fit(model, train_set, _loss, settings, folder, val_set=val_set, name=name, extra=extra)
+        save_checkpoint(folder / MODEL_FILE, model, extra=extra)
+        if extra["role"] == "detector":
+            self.models[str(extra["machine_type"])] = (model.eval(), mean, std)
+        return folder / MODEL_FILE
+
+    def _pretrained_hash(self) -> str:
+        """Identity of the initial weights (part of the fine-tuning fingerprint)."""
+        if self.settings.init == "scratch":
+            return ""
+        if self.pretrained_weights is None or not self.pretrained_weights.exists():
+            raise DetectorError(f"{self.name}: init is 'pretrained' but the pre-trained weights "
+                                f"{self.pretrained_weights} are missing (run pretrain first, or set init: scratch)")
+        return hashlib.sha256(self.pretrained_weights.read_bytes()).hexdigest()[:16]
+
+
+def _normalise(mel: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``(n_mels, frames)`` log-mel standardised per band."""
+    return (mel - mean[:, None]) / std[:, None]

@@ -1,0 +1,139 @@
+"""The DCASE 2020 Task 2 baseline detector: a dense autoencoder per machine type.
+
+Front end: Slaney-scale, area-normalised log-mel (as the baseline's librosa call),
+5 consecutive frames stacked into 640-d vectors with stride 1. One
+:class:`~asdlib.models.DenseAE` per machine type, trained with MSE on the vectors of
+the type's training normals (Adam, lr 1e-3, batch 512; published: 100 epochs). The
+score of a clip is the mean reconstruction MSE over its vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from asdlib.config import to_dict
+from asdlib.datasets import LoadFn, clip_ids_hash, split_train_val
+from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSettings, check_training_rows,
+                                     clip_logmel, iter_rows, scores_frame, unit_dir)
+from asdlib.features import LogMel, stack_frames
+from asdlib.models import DenseAE
+from asdlib.training import (FitResult, TrainSettings, fit, load_weights, resolve_device, save_checkpoint,
+                             seed_everything)
+
+
+@dataclass(frozen=True)
+class DenseAETrainSettings(TrainSettings):
+    """The baseline's optimisation (Adam lr 1e-3, batch 512); published: 100 epochs."""
+
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class DenseAEDetectorSettings:
+    """Front end, sizes and training of the baseline (published: 100 epochs; the
+    default is fewer so the built-in pipeline runs in minutes on a CPU)."""
+
+    logmel: SlaneyLogMelSettings = field(default_factory=SlaneyLogMelSettings)
+    n_frames: int = 5
+    hidden: int = 128
+    bottleneck: int = 8
+    n_hidden_layers: int = 4
+    train: DenseAETrainSettings = field(default_factory=DenseAETrainSettings)
+
+    def __post_init__(self) -> None:
+        for name in ("n_frames", "hidden", "bottleneck", "n_hidden_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def input_dim(self) -> int:
+        return self.n_frames * self.logmel.n_mels
+
+    def config(self) -> dict:
+        """What a trained model file must agree on to be scored with these settings."""
+        return {"logmel": to_dict(self.logmel), "n_frames": self.n_frames, "hidden": self.hidden,
+                "bottleneck": self.bottleneck, "n_hidden_layers": self.n_hidden_layers}
+
+
+def _loss(model: torch.nn.Module, batch: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    x = batch[0].to(device)
+    return F.mse_loss(model(x), x)
+
+
+class DenseAEDetector:
+    """Fit one dense AE per machine type; score clips by mean reconstruction MSE."""
+
+    name = "dense_ae"
+
+    def __init__(self, settings: DenseAEDetectorSettings = DenseAEDetectorSettings()) -> None:
+        self.settings = settings
+        self.device = resolve_device(settings.train.device)
+        self.logmel = LogMel(settings.logmel).to(self.device)
+        self.models: dict[str, DenseAE] = {}
+
+    def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> dict[str, FitResult]:
+        """Train (or resume) a model per machine type in ``run_dir/<type>/``."""
+        check_training_rows(train_rows, self.name)
+        s = self.settings
+        results = {}
+        for machine_type, rows in train_rows.groupby("machine_type", sort=True):
+            machine_type = str(machine_type)
+            train, val = split_train_val(rows, s.train.val_fraction, s.train.seed)
+            train_set = TensorDataset(self._vectors(train, load, f"{self.name}/{machine_type} features"))
+            val_set = TensorDataset(self._vectors(val, load, f"{self.name}/{machine_type} val")) if len(val) else None
+            seed_everything(s.train.seed)
+            model = self._new_model()
+            extra = {"config": s.config(), "machine_type": machine_type, "train_clips": clip_ids_hash(rows)}
+            folder = unit_dir(Path(run_dir), machine_type)
+            results[machine_type] = fit(model, train_set, _loss, s.train, folder, val_set=val_set,
+                                        name=f"{self.name}/{machine_type}", extra=extra)
+            save_checkpoint(folder / MODEL_FILE, model, extra=extra)
+            self.models[machine_type] = model.eval()
+        return results
+
+    def restore(self, run_dir: str | Path) -> None:
+        """Load the trained model of every machine type found in ``run_dir``."""
+        files = sorted(Path(run_dir).glob(f"*/{MODEL_FILE}"))
+        if not files:
+            raise DetectorError(f"{run_dir}: no trained {self.name} models (*/{MODEL_FILE})")
+        for path in files:
+            model = self._new_model()
+            extra = load_weights(path, model)
+            if extra.get("config") != self.settings.config():
+                raise DetectorError(f"{path}: trained with other front-end or model settings than these")
+            self.models[str(extra["machine_type"])] = model.to(self.device).eval()
+
+    @torch.no_grad()
+    def score(self, test_rows: pd.DataFrame, load: LoadFn) -> pd.DataFrame:
+        """Columns clip_id, score (mean reconstruction MSE of the clip's vectors), in row order."""
+        scores = []
+        for row in iter_rows(test_rows, f"{self.name} scoring"):
+            model = self.models.get(str(row["machine_type"]))
+            if model is None:
+                raise DetectorError(f"clip {row['clip_id']}: no {self.name} model for machine type "
+                                    f"{row['machine_type']} (trained: {', '.join(sorted(self.models)) or 'none'})")
+            vectors = self._clip_vectors(row, load).to(self.device)
+            scores.append(float(model.eval().reconstruction_error(vectors).mean()))
+        return scores_frame(list(map(str, test_rows["clip_id"])), {"score": scores})
+
+    def _clip_vectors(self, row: pd.Series, load: LoadFn) -> torch.Tensor:
+        mel = clip_logmel(row, load, self.logmel, self.device)
+        if mel.shape[-1] < self.settings.n_frames:
+            raise DetectorError(f"clip {row['clip_id']}: {mel.shape[-1]} frames, fewer than the "
+                                f"{self.settings.n_frames} stacked per vector")
+        return stack_frames(mel, self.settings.n_frames)
+
+    def _vectors(self, rows: pd.DataFrame, load: LoadFn, desc: str) -> torch.Tensor:
+        return torch.cat([self._clip_vectors(row, load) for row in iter_rows(rows, desc)])
+
+    def _new_model(self) -> DenseAE:
+        s = self.settings
+        return DenseAE(s.input_dim, s.hidden, s.bottleneck, s.n_hidden_layers)

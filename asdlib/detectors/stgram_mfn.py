@@ -1,0 +1,183 @@
+"""STgram-MFN detector: one ID classifier over all machine types, three anomaly scores.
+
+Classes are the ``machine_type/machine_id`` pairs of the training clips (sorted;
+stored in the model file). Training: ArcFace (m 0.7, s 30) cross-entropy on whole
+clips; Adam lr 1e-4, cosine annealing after epoch 20 to 1e-5 (published: batch 128,
+300 epochs; the defaults here are smaller for CPUs).
+
+Scores of a test clip, side by side:
+
+* ``score_published``: ``-log_softmax(logits)[own class]`` with the ArcFace margin
+  applied to the clip's own class, as in the published code;
+* ``score_mahalanobis``: Mahalanobis distance of its embedding to the training
+  embeddings of its class (Ledoit-Wolf covariance);
+* ``score_knn``: mean cosine distance to its ``knn_k`` nearest training embeddings
+  of its class.
+
+``score`` repeats the one chosen by the ``score`` setting. A test clip whose class
+was absent in training raises a :class:`DetectorError` naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from asdlib.config import to_dict
+from asdlib.datasets import LoadFn, WaveformDataset, class_labels, class_names, clip_ids_hash, split_train_val
+from asdlib.detectors.common import MODEL_FILE, DetectorError, check_training_rows, scores_frame
+from asdlib.features import LogMelSettings
+from asdlib.models import STgramMFN, STgramMFNSettings
+from asdlib.scoring import KNNScorer, MahalanobisScorer
+from asdlib.training import (FitResult, TrainSettings, fit, load_weights, read_checkpoint, resolve_device,
+                             save_checkpoint, seed_everything)
+
+ScoreKind = Literal["published", "mahalanobis", "knn"]
+
+
+@dataclass(frozen=True)
+class STgramMFNTrainSettings(TrainSettings):
+    """Published optimisation (Adam lr 1e-4, cosine after epoch 20 to 1e-5) with a
+    CPU-sized batch and epoch count (published: batch 128, 300 epochs)."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-4
+    scheduler: Literal["none", "cosine"] = "cosine"
+    cosine_start_epoch: int = 20
+    lr_min: float = 1e-5
+
+
+@dataclass(frozen=True)
+class STgramMFNDetectorSettings:
+    """Front end (HTK log-mel, as published), architecture, training and scorer settings.
+
+    score: which column ``score`` repeats. knn_k: neighbours of the kNN scorer.
+    mahalanobis_shrinkage: ``None`` estimates it (Ledoit-Wolf); a number in [0, 1] fixes it.
+    """
+
+    logmel: LogMelSettings = field(default_factory=LogMelSettings)  # HTK, no norm: as published
+    model: STgramMFNSettings = field(default_factory=STgramMFNSettings)
+    train: STgramMFNTrainSettings = field(default_factory=STgramMFNTrainSettings)
+    score: ScoreKind = "published"
+    knn_k: int = 1
+    mahalanobis_shrinkage: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if self.model.n_mels != self.logmel.n_mels:
+            raise ValueError(f"model.n_mels ({self.model.n_mels}) must equal logmel.n_mels ({self.logmel.n_mels})")
+        if self.score not in ("published", "mahalanobis", "knn"):
+            raise ValueError(f"score must be 'published', 'mahalanobis' or 'knn', got {self.score!r}")
+        if self.knn_k < 1:
+            raise ValueError(f"knn_k must be >= 1, got {self.knn_k}")
+        if self.mahalanobis_shrinkage is not None and not 0 <= self.mahalanobis_shrinkage <= 1:
+            raise ValueError(f"mahalanobis_shrinkage must be in [0, 1], got {self.mahalanobis_shrinkage}")
+
+    def config(self) -> dict:
+        """What a trained model file must agree on to be used with these settings."""
+        return {"logmel": to_dict(self.logmel), "model": to_dict(self.model)}
+
+
+def _loss(model: torch.nn.Module, batch: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    wave, label = (t.to(device) for t in batch)
+    logits, _ = model(wave, label)
+    return F.cross_entropy(logits, label)
+
+
+class STgramMFNDetector:
+    """One STgram-MFN over all machine types; published, Mahalanobis and kNN scores."""
+
+    name = "stgram_mfn"
+
+    def __init__(self, settings: STgramMFNDetectorSettings = STgramMFNDetectorSettings()) -> None:
+        self.settings = settings
+        self.device = resolve_device(settings.train.device)
+        self.model: Optional[STgramMFN] = None
+        self.classes: list[str] = []
+        self._mahalanobis = MahalanobisScorer(settings.mahalanobis_shrinkage
+                                              if settings.mahalanobis_shrinkage is not None else "ledoit_wolf")
+        self._knn = KNNScorer(settings.knn_k)
+
+    def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> FitResult:
+        """Train (or resume) in ``run_dir``, then fit the embedding scorers on all training normals."""
+        check_training_rows(train_rows, self.name)
+        s = self.settings
+        classes = class_labels(train_rows)
+        index = {c: i for i, c in enumerate(classes)}
+        train, val = split_train_val(train_rows, s.train.val_fraction, s.train.seed)
+        train_set = WaveformDataset(train, load, [index[c] for c in class_names(train)])
+        val_set = WaveformDataset(val, load, [index[c] for c in class_names(val)]) if len(val) else None
+        if val_set is not None and val_set.num_samples != train_set.num_samples:
+            raise DetectorError(f"clip {val.iloc[0]['clip_id']}: {val_set.num_samples} samples, but the "
+                                f"training clips have {train_set.num_samples}")
+        seed_everything(s.train.seed)
+        model = STgramMFN.from_settings(s.model, len(classes), train_set.num_samples, s.logmel)
+        extra = {"config": s.config(), "classes": classes, "num_samples": train_set.num_samples,
+                 "train_clips": clip_ids_hash(train_rows)}
+        run_dir = Path(run_dir)
+        result = fit(model, train_set, _loss, s.train, run_dir, val_set=val_set, name=self.name, extra=extra)
+        self.model, self.classes = model.eval(), classes
+        embeddings = np.concatenate([self._forward(ds)[1] for ds in (train_set, val_set) if ds is not None])
+        embedding_classes = class_names(train) + class_names(val)
+        save_checkpoint(run_dir / MODEL_FILE, model,
+                        extra={**extra, "embeddings": torch.from_numpy(embeddings),
+                               "embedding_classes": embedding_classes})
+        self._fit_scorers(embeddings, embedding_classes)
+        return result
+
+    def restore(self, run_dir: str | Path) -> None:
+        """Load the model and training embeddings written by :meth:`fit`."""
+        path = Path(run_dir) / MODEL_FILE
+        extra = dict(read_checkpoint(path).get("extra", {}))
+        if extra.get("config") != self.settings.config():
+            raise DetectorError(f"{path}: trained with other front-end or model settings than these")
+        model = STgramMFN.from_settings(self.settings.model, len(extra["classes"]), int(extra["num_samples"]),
+                                        self.settings.logmel)
+        load_weights(path, model)
+        self.model, self.classes = model.to(self.device).eval(), list(extra["classes"])
+        self._fit_scorers(extra["embeddings"].numpy(), list(extra["embedding_classes"]))
+
+    def score(self, test_rows: pd.DataFrame, load: LoadFn) -> pd.DataFrame:
+        """Columns clip_id, score, score_published, score_mahalanobis, score_knn, in row order."""
+        if self.model is None:
+            raise DetectorError(f"{self.name}: not trained (call fit or restore first)")
+        names = class_names(test_rows)
+        index = {c: i for i, c in enumerate(self.classes)}
+        for clip_id, c in zip(test_rows["clip_id"], names):
+            if c not in index:
+                raise DetectorError(f"clip {clip_id}: class {c} was absent in training "
+                                    f"(classes: {', '.join(self.classes)})")
+        dataset = WaveformDataset(test_rows, load, [index[c] for c in names])
+        if dataset.num_samples != self.model.num_samples:
+            raise DetectorError(f"clip {test_rows.iloc[0]['clip_id']}: {dataset.num_samples} samples, but the "
+                                f"model was trained on clips of {self.model.num_samples}")
+        published, embeddings = self._forward(dataset)
+        columns = {"score_published": published.tolist(),
+                   "score_mahalanobis": self._mahalanobis.score(embeddings, names).tolist(),
+                   "score_knn": self._knn.score(embeddings, names).tolist()}
+        return scores_frame(list(map(str, test_rows["clip_id"])),
+                            {"score": columns[f"score_{self.settings.score}"], **columns})
+
+    @torch.no_grad()
+    def _forward(self, dataset: WaveformDataset) -> tuple[np.ndarray, np.ndarray]:
+        """Published scores and float32 embeddings of every clip (eval mode, margin on the own class)."""
+        model = self.model.eval()
+        scores, embeddings = [], []
+        for wave, label in DataLoader(dataset, batch_size=self.settings.train.batch_size, shuffle=False):
+            wave, label = wave.to(self.device), label.to(self.device)
+            logits, embedding = model(wave, label)
+            own = F.log_softmax(logits, dim=1).gather(1, label[:, None])[:, 0]
+            scores.append((-own).cpu().numpy())
+            embeddings.append(embedding.cpu().numpy())
+        return np.concatenate(scores).astype(np.float64), np.concatenate(embeddings)
+
+    def _fit_scorers(self, embeddings: np.ndarray, classes: list[str]) -> None:
+        self._mahalanobis.fit(embeddings, classes)
+        self._knn.fit(embeddings, classes)

@@ -1,0 +1,294 @@
+"""Ramanujan sums and subspaces: the building blocks of Mechanical Sound Extraction.
+
+S_q, the Ramanujan subspace of period q, holds the q-periodic sequences whose
+DFT over one period lives only on the bins k with gcd(k, q) = 1; it has
+dimension phi(q) and is spanned by the circular shifts of the Ramanujan sum c_q.
+The space of all q-periodic sequences is the orthogonal sum of S_d over the
+divisors d of q.
+
+Two views of one quantity are used throughout. For a signal x of length N, the
+*Ramanujan energy* of period q is
+
+    E_S(q) = (1/N) * sum over 0 <= k < q with gcd(k, q) = 1 of |X(k/q)|^2,
+
+where X(k/q) = sum_n x[n] exp(-2 pi i k n / q) is the DFT of the length-q fold
+sum of x. When q divides N it is exactly the energy of :func:`project` (the
+least-squares projection onto the tiled S_q); otherwise it differs from it by
+O(q/N) because the phases of the fold hold unequal sample counts.
+:class:`EnergyPlan` computes E_S for every q of a range from one autocorrelation.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft
+import scipy.sparse
+
+
+_FOLD_WIDTH = 256
+
+
+def prime_factors(q: int) -> dict[int, int]:
+    """Prime factorisation of a positive integer as {prime: exponent}."""
+    q = _positive(q, "q")
+    factors: dict[int, int] = {}
+    p = 2
+    while p * p <= q:
+        while q % p == 0:
+            factors[p] = factors.get(p, 0) + 1
+            q //= p
+        p += 1
+    if q > 1:
+        factors[q] = factors.get(q, 0) + 1
+    return factors
+
+
+def totient(q: int) -> int:
+    """Euler's totient phi(q): how many 1 <= k <= q are coprime to q (= dim S_q)."""
+    result = _positive(q, "q")
+    for p in prime_factors(q):
+        result -= result // p
+    return result
+
+
+def mobius(q: int) -> int:
+    """Moebius function mu(q): 0 if a square divides q, else (-1)^(number of primes)."""
+    factors = prime_factors(q)
+    if any(a > 1 for a in factors.values()):
+        return 0
+    return -1 if len(factors) % 2 else 1
+
+
+def totient_table(n_max: int) -> np.ndarray:
+    """phi(n) for n = 0..n_max (entry 0 is 0), by a sieve."""
+    phi = np.arange(n_max + 1, dtype=np.int64)
+    for p in range(2, n_max + 1):
+        if phi[p] == p:  # p untouched so far: prime
+            phi[p::p] -= phi[p::p] // p
+    return phi
+
+
+def mobius_table(n_max: int) -> np.ndarray:
+    """mu(n) for n = 0..n_max (entry 0 is 0), by a sieve."""
+    mu = np.ones(n_max + 1, dtype=np.int64)
+    mu[0] = 0
+    is_prime = np.ones(n_max + 1, dtype=bool)
+    is_prime[:2] = False
+    for p in range(2, n_max + 1):
+        if is_prime[p]:
+            is_prime[2 * p :: p] = False
+            mu[p::p] *= -1
+            mu[p * p :: p * p] = 0
+    return mu
+
+
+def ramanujan_sum(q: int) -> np.ndarray:
+    """c_q(n) for n = 0..q-1 (int64), from the multiplicative closed form.
+
+    c_q is the product over the prime powers p^a exactly dividing q of
+    c_{p^a}(n) = p^(a-1)(p-1) if p^a | n, -p^(a-1) if only p^(a-1) | n, else 0.
+    """
+    n = np.arange(_positive(q, "q"), dtype=np.int64)
+    c = np.ones(q, dtype=np.int64)
+    for p, a in prime_factors(q).items():
+        low, high = p ** (a - 1), p**a
+        c *= np.where(n % high == 0, low * (p - 1), np.where(n % low == 0, -low, 0))
+    return c
+
+
+def fold_mean(x: np.ndarray, q: int) -> np.ndarray:
+    """Per-phase mean m[j] = mean(x[j], x[j+q], x[j+2q], ...), j = 0..q-1 (float64).
+
+    When q does not divide len(x), the first len(x) % q phases average one
+    sample more than the others.
+    """
+    x = np.asarray(x)
+    n = x.shape[0]
+    q = _positive(q, "q")
+    if q > n:
+        raise ValueError(f"period {q} is longer than the signal ({n} samples)")
+    sums, counts = _fold_sums(x, q)
+    return sums / counts
+
+
+@lru_cache(maxsize=64)
+def coprime_bins(q: int) -> np.ndarray:
+    """Boolean mask over the rfft bins 0..q//2 of length q: True where gcd(k, q) = 1."""
+    k = np.arange(_positive(q, "q") // 2 + 1)
+    mask = np.gcd(k, q) == 1
+    mask.flags.writeable = False
+    return mask
+
+
+def project(x: np.ndarray, q: int) -> np.ndarray:
+    """Component of ``x`` in the tiled Ramanujan subspace S_q (same length as x).
+
+    Fold ``x`` to its length-q per-phase mean, keep the DFT bins coprime to q
+    (the S_q part; O(q log q), no q x q matrix), and tile the result back to
+    len(x). When q divides len(x) this is the least-squares projection onto
+    span{tiled circular shifts of c_q}. Floating input keeps its dtype; other
+    input gives float64.
+    """
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"project expects a 1-D signal, got shape {x.shape}")
+    period = _s_part(fold_mean(x, q), q)
+    out_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+    return tile(period, x.shape[0]).astype(out_dtype, copy=False)
+
+
+def tile(period: np.ndarray, n: int) -> np.ndarray:
+    """Repeat ``period`` to length n (the last copy cut short), by doubling memcpys."""
+    out = np.empty(n, dtype=period.dtype)
+    filled = min(period.shape[0], n)
+    out[:filled] = period[:filled]
+    while filled < n:  # out[:filled] holds whole periods, so copying it keeps the phase
+        step = min(filled, n - filled)
+        out[filled : filled + step] = out[:step]
+        filled += step
+    return out
+
+
+def ramanujan_energy(x: np.ndarray, q: int) -> float:
+    """E_S(q) of ``x`` for one period, straight from the DFT of its fold sum.
+
+    The direct O(N) definition; :class:`EnergyPlan` gives the same numbers for
+    all periods at once.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    sums, _ = _fold_sums(x, _positive(q, "q"))
+    spectrum = scipy.fft.rfft(sums)
+    power = spectrum.real**2 + spectrum.imag**2
+    power[1 : (q + 1) // 2] *= 2.0  # bins with a mirror image above q/2
+    return float(power[coprime_bins(q)].sum() / x.shape[0])
+
+
+class EnergyPlan:
+    """Tables to compute E_S(q) and the periodic energy E_V(q) for all q at once.
+
+    Built once per (signal length, period range). One call of :meth:`energies`
+    costs one real FFT of length ~2N for the power spectrum, one DCT-I for the
+    autocorrelation R, and O(N log q_max) sparse sums b[d] = sum_k |X(k/d)|^2
+    = d * (R(0) + 2 sum_{m>=1} R(m d)) for every divisor d of a candidate period
+    (read directly off the power spectrum when d divides the FFT length). The
+    Ramanujan energies follow by Moebius inversion over divisors, since V_q is
+    the orthogonal sum of S_d, d | q:  N * E_S(q) = sum_{d | q} mu(q/d) b[d].
+    """
+
+    def __init__(self, n: int, q_min: int, q_max: int) -> None:
+        if not 1 <= q_min <= q_max < n:
+            raise ValueError(f"need 1 <= q_min <= q_max < n, got q_min={q_min} q_max={q_max} n={n}")
+        self.n = n
+        self.periods = np.arange(q_min, q_max + 1)
+        self.phi = totient_table(q_max)[q_min:]
+        # Even (the DCT-I below needs it) and >= 2n - 1 (no circular wrap of the lags).
+        self.fft_len = 2 * scipy.fft.next_fast_len(n, real=True)
+        divisors = [d for d in range(1, q_max + 1) if -(-q_min // d) * d <= q_max]
+        self._spectral_d = np.array([d for d in divisors if self.fft_len % d == 0], dtype=np.int64)
+        self._lag_d = np.array([d for d in divisors if self.fft_len % d != 0], dtype=np.int64)
+        self._spectral_sum = self._spectral_matrix()
+        self._lag_sum = self._lag_matrix()
+        self._pair_q, self._pair_d, self._pair_mu = _mobius_pairs(divisors, q_min, q_max)
+
+    def energies(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(E_S, E_V) of the length-n signal ``x`` for every period in ``self.periods``.
+
+        E_V(q) = (q/N) * ||fold sum of x with period q||^2 is the energy of the
+        q-periodic part; E_S(q) is defined in the module docstring.
+        """
+        spectrum = scipy.fft.rfft(x, self.fft_len)
+        power = spectrum.real * spectrum.real
+        power += spectrum.imag * spectrum.imag
+        b = np.zeros(self.periods[-1] + 1)  # b[d] = sum_k |X(k/d)|^2 = N * E_V(d)
+        b[self._spectral_d] = self._spectral_sum @ power
+        if self._lag_d.size:
+            # DCT-I of the (real, even) power spectrum = fft_len * autocorrelation.
+            scaled_lags = scipy.fft.dct(power, type=1, overwrite_x=True)
+            b[self._lag_d] = self._lag_d * (scaled_lags[0] / self.fft_len) + self._lag_sum @ scaled_lags[: self.n]
+        c = np.bincount(self._pair_q, weights=self._pair_mu * b[self._pair_d], minlength=self.periods.size)
+        return c / self.n, b[self.periods] / self.n
+
+    def _spectral_matrix(self) -> scipy.sparse.csr_matrix:
+        """Rows d | fft_len: sum of the power at bins k * fft_len / d, k < d (mirrored)."""
+        half = self.fft_len // 2 + 1
+        cols = [np.arange(d, dtype=np.int64) * (self.fft_len // d) for d in self._spectral_d]
+        cols = [np.minimum(c, self.fft_len - c) for c in cols]
+        return _row_sums(cols, [np.ones(c.size) for c in cols], half)
+
+    def _lag_matrix(self) -> scipy.sparse.csr_matrix:
+        """Rows d: (2 d / fft_len) * sum over lags m d < n, m >= 1, of the scaled lags."""
+        cols = [np.arange(d, self.n, d, dtype=np.int64) for d in self._lag_d]
+        data = [np.full(c.size, 2.0 * d / self.fft_len) for c, d in zip(cols, self._lag_d)]
+        return _row_sums(cols, data, self.n)
+
+
+def _row_sums(cols: list[np.ndarray], data: list[np.ndarray], width: int) -> scipy.sparse.csr_matrix:
+    """CSR matrix whose row i has entries data[i] at columns cols[i]."""
+    indptr = np.concatenate([[0], np.cumsum([c.size for c in cols], dtype=np.int64)])
+    if not cols:
+        return scipy.sparse.csr_matrix((0, width))
+    return scipy.sparse.csr_matrix((np.concatenate(data), np.concatenate(cols), indptr), shape=(len(cols), width))
+
+
+def _mobius_pairs(divisors: list[int], q_min: int, q_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(index of q in the period range, d, mu(q/d)) for all d | q with mu(q/d) != 0."""
+    mu = mobius_table(q_max)
+    qs, ds, ws = [], [], []
+    for d in divisors:
+        multiples = np.arange(-(-q_min // d) * d, q_max + 1, d)
+        weights = mu[multiples // d]
+        keep = weights != 0
+        qs.append(multiples[keep] - q_min)
+        ds.append(np.full(int(keep.sum()), d))
+        ws.append(weights[keep])
+    return np.concatenate(qs), np.concatenate(ds), np.concatenate(ws).astype(np.float64)
+
+
+def _fold_sums(x: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-phase sums (float64) and sample counts of x folded with period q.
+
+    Short periods are folded first with a multiple of q of at least
+    _FOLD_WIDTH samples (numpy sums wide rows much faster than narrow ones),
+    then that fold is folded again with q. No BLAS call: its thread pool
+    wakes up slowly on a busy machine.
+    """
+    n = x.shape[0]
+    width = q * max(1, min(-(-_FOLD_WIDTH // q), n // q))
+    whole, rest = divmod(n, width)
+    wide = x[: whole * width].reshape(whole, width).sum(axis=0, dtype=np.float64)
+    wide[:rest] += x[whole * width :]
+    sums = wide.reshape(width // q, q).sum(axis=0)
+    counts = np.full(q, n // q, dtype=np.float64)
+    counts[: n % q] += 1
+    return sums, counts
+
+
+def _s_part(period: np.ndarray, q: int) -> np.ndarray:
+    """Orthogonal projection of one length-q period onto S_q via its DFT."""
+    spectrum = scipy.fft.rfft(period)
+    spectrum[~coprime_bins(q)] = 0.0
+    return scipy.fft.irfft(spectrum, q)
+
+
+def _positive(q: int, what: str) -> int:
+    if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 1:
+        raise ValueError(f"{what} must be a positive integer, got {q!r}")
+    return int(q)
+
+
+__all__ = [
+    "EnergyPlan",
+    "coprime_bins",
+    "fold_mean",
+    "mobius",
+    "mobius_table",
+    "prime_factors",
+    "project",
+    "ramanujan_energy",
+    "ramanujan_sum",
+    "tile",
+    "totient",
+    "totient_table",
+]

@@ -1,0 +1,79 @@
+"""Human-readable views of nested metrics: markdown tables and the AUC-vs-SNR table."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pandas as pd
+
+_CONDITION = re.compile(r"(-?\d+(?:\.\d+)?)dB")
+
+
+def condition_snr(condition: str) -> float:
+    """SNR in dB of a condition name ('-6dB' -> -6.0); NaN for 'clean'."""
+    if condition == "clean":
+        return math.nan
+    match = _CONDITION.fullmatch(condition)
+    if not match:
+        raise ValueError(f"condition {condition!r} is neither 'clean' nor like '-6dB'")
+    return float(match.group(1))
+
+
+def condition_order(conditions: list[str]) -> list[str]:
+    """Noisiest first, 'clean' last."""
+    return sorted(conditions, key=lambda c: (c == "clean", condition_snr(c) if c != "clean" else 0.0))
+
+
+def auc_vs_snr_table(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Rows per condition (noisiest first), a column of mean AUC per model/input.
+
+    ``tidy`` has columns model, input, condition, auc. The ``snr_db`` column puts
+    'clean' 10 dB above the cleanest noisy condition so plots can draw it.
+    """
+    table = tidy.pivot_table(index="condition", columns=["model", "input"], values="auc")
+    table.columns = [f"{model}/{input_name}" for model, input_name in table.columns]
+    order = condition_order(list(table.index))
+    table = table.loc[order].reset_index()
+    noisy = [condition_snr(c) for c in order if c != "clean"]
+    clean_x = (max(noisy) + 10.0) if noisy else 0.0
+    table.insert(1, "snr_db", [clean_x if c == "clean" else condition_snr(c) for c in order])
+    return table
+
+
+def summary_markdown(metrics: dict[str, Any]) -> str:
+    """Markdown: mean AUC / pAUC per model x input x condition, then per machine type."""
+    lines = ["# Anomaly detection results", "",
+             "Mean over machine types of the per-ID AUC / pAUC (pAUC: max FPR 0.1).", ""]
+    conditions = condition_order(sorted({c for by_input in metrics.values()
+                                         for by_cond in by_input.values() for c in by_cond}))
+    lines.append("| model | input | " + " | ".join(conditions) + " |")
+    lines.append("|---|---|" + "---|" * len(conditions))
+    for model, by_input in sorted(metrics.items()):
+        for input_name, by_cond in sorted(by_input.items()):
+            cells = [_pair(by_cond[c]["overall"]) if c in by_cond else "" for c in conditions]
+            lines.append(f"| {model} | {input_name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Per machine type (AUC / pAUC / mAUC)", ""]
+    for condition in conditions:
+        types = sorted({t for by_input in metrics.values() for by_cond in by_input.values()
+                        for t in by_cond.get(condition, {}) if t != "overall"})
+        lines += [f"### {condition}", "", "| model | input | " + " | ".join(types) + " |",
+                  "|---|---|" + "---|" * len(types)]
+        for model, by_input in sorted(metrics.items()):
+            for input_name, by_cond in sorted(by_input.items()):
+                if condition not in by_cond:
+                    continue
+                cells = [_triple(by_cond[condition][t]["mean"]) if t in by_cond[condition] else ""
+                         for t in types]
+                lines.append(f"| {model} | {input_name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _pair(values: dict[str, float]) -> str:
+    return f"{values['auc']:.3f} / {values['pauc']:.3f}"
+
+
+def _triple(values: dict[str, float]) -> str:
+    return f"{values['auc']:.3f} / {values['pauc']:.3f} / {values['mauc']:.3f}"

@@ -1,0 +1,45 @@
+"""Stage `corpus`: make the chosen corpus available and describe it in data/corpus/corpus.json.
+
+synthetic: generate the built-in corpus into data/corpus (DCASE 2020 layout).
+dcase2020 / mimii: download (checksummed, resumable, idempotent) into
+corpus.download_dir, outside the DVC cache; folder: point at a folder on disk.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from asdlib.corpora.synthetic import generate_synthetic
+from asdlib.fileio import write_json
+from asdlib.parallel import ParallelSettings
+
+from stages.common import DATA, params_section, run
+from stages.corpus_download import download
+from stages.corpus_params import corpus_params
+
+OUT = DATA / "corpus"
+
+
+def main() -> None:
+    cfg = corpus_params()
+    parallel = params_section("parallel", ParallelSettings)
+    tmp = OUT.with_name(".corpus.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if cfg.source == "synthetic":
+        generate_synthetic(tmp, cfg.synthetic_settings(), n_jobs=parallel.workers())
+        root = OUT
+    elif cfg.source == "folder":
+        root = Path(cfg.folder).resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"params.yaml: corpus.folder: {root} is not a folder")
+    else:
+        root = download(cfg)
+    write_json(tmp / "corpus.json", {"source": cfg.source, "root": str(root)})
+    shutil.rmtree(OUT, ignore_errors=True)
+    tmp.rename(OUT)
+
+
+if __name__ == "__main__":
+    run(main)

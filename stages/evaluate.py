@@ -1,0 +1,82 @@
+"""Stage `evaluate`: per-ID AUC/pAUC for every model x input x condition, tables and plots.
+
+Reads data/scores/<model>/<input>.csv (one row per test clip and condition;
+``score`` is the model's published score, ``score_<name>`` extra scorers) and writes
+metrics/asd.json ({model: {input: {condition: {type: {id_XX: {auc, pauc}, mean}, overall}}}}),
+metrics/summary.md, ROC tables for DVC plots, an AUC-vs-SNR table, and PNG figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from asdlib.fileio import atomic_path, write_json, write_text
+from asdlib.metrics import evaluate_scores, roc_points
+from asdlib.plots import plot_auc_vs_snr, plot_roc_curves, plot_score_histograms
+from asdlib.reporting import auc_vs_snr_table, condition_snr, summary_markdown
+
+from stages.common import DATA, METRICS, params_section, run
+
+SCORES = DATA / "scores"
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """extra_scores: also report the extra scorers (score_<name> columns) as models
+    named <model>_<name>. roc_points: FPR grid size of the ROC tables."""
+
+    extra_scores: bool = True
+    roc_points: int = 101
+
+    def __post_init__(self) -> None:
+        if self.roc_points < 2:
+            raise ValueError(f"roc_points must be >= 2, got {self.roc_points}")
+
+
+def main() -> None:
+    cfg = params_section("evaluate", EvaluateParams)
+    metrics: dict = {}
+    tidy = []
+    for path in sorted(SCORES.glob("*/*.csv")):
+        model, input_name = path.parent.name, path.stem
+        scores = pd.read_csv(path, dtype={"machine_id": str, "condition": str})
+        columns = ["score"] + ([c for c in scores.columns if c.startswith("score_")] if cfg.extra_scores else [])
+        for column in columns:
+            name = model if column == "score" else f"{model}_{column.removeprefix('score_')}"
+            for condition, rows in scores.groupby("condition", sort=False):
+                result = evaluate_scores(rows, column)
+                metrics.setdefault(name, {}).setdefault(input_name, {})[condition] = result
+                tidy.append({"model": name, "input": input_name, "condition": condition,
+                             "snr_db": condition_snr(condition), "auc": result["overall"]["auc"],
+                             "pauc": result["overall"]["pauc"]})
+                _write_roc(rows, column, cfg, name, input_name, condition)
+    if not metrics:
+        raise FileNotFoundError(f"{SCORES}: no score tables (run the train stages first)")
+    write_json(METRICS / "asd.json", metrics)
+    table = pd.DataFrame(tidy)
+    write_text(METRICS / "summary.md", summary_markdown(metrics))
+    wide = auc_vs_snr_table(table)
+    with atomic_path(METRICS / "auc_vs_snr.csv") as tmp:
+        wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+    plot_auc_vs_snr(table, METRICS / "plots" / "auc_vs_snr.png")
+    print((METRICS / "summary.md").read_text())
+
+
+def _write_roc(rows: pd.DataFrame, column: str, cfg: EvaluateParams, name: str, input_name: str,
+               condition: str) -> None:
+    """ROC table (fpr + one TPR column per machine type) and figures for one setting."""
+    stem = f"{name}.{input_name}.{condition}"
+    points = roc_points(rows, column, cfg.roc_points)
+    wide = points.pivot(index="fpr", columns="machine_type", values="tpr").reset_index()
+    with atomic_path(METRICS / "roc" / f"{stem}.csv") as tmp:
+        wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+    plot_roc_curves(rows, METRICS / "plots" / "roc" / f"{stem}.png", score_column=column, title=stem)
+    plot_score_histograms(rows, METRICS / "plots" / "hist" / f"{stem}.png", score_column=column,
+                          title=stem)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,78 @@
+"""Stage `pretrain`: pre-train the conformer autoencoder on a generic corpus.
+
+The generic corpus is AudioSet music (label /m/04rlf) when `pretrain.corpus` is
+`audioset_music` and `pretrain.audioset_dir` holds prepared clips; otherwise
+(`pooled`, the default) the clean normal training clips of all machine types
+pooled together, the documented fallback when no music is at hand. Writes
+data/models/conformer_pretrained/model.pt; `train_conformer_ae` fine-tunes it
+per machine type (or ignores it with `detectors.conformer_ae.init: scratch`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from asdlib.audio import read_audio
+from asdlib.config import load_yaml
+from asdlib.corpora.audioset_music import prepare_audioset_music
+from asdlib.detectors import build_detector
+from asdlib.manifest import read_manifest
+from asdlib.store import fingerprint
+
+from stages.common import DATA, PARAMS_FILE, WORK, params_section, run
+
+OUT = DATA / "models" / "conformer_pretrained"
+
+
+@dataclass(frozen=True)
+class PretrainParams:
+    corpus: Literal["pooled", "audioset_music"] = "pooled"
+    audioset_dir: str = ""
+    audioset_lists_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if self.corpus == "audioset_music" and not (self.audioset_dir and self.audioset_lists_dir):
+            raise ValueError("audioset_dir (music clips named by YouTube id and start) and "
+                             "audioset_lists_dir (asd download audioset_music) must be set "
+                             "when corpus is audioset_music")
+
+
+def main() -> None:
+    cfg = params_section("pretrain", PretrainParams)
+    detector_params = load_yaml(PARAMS_FILE).get("detectors", {}).get("conformer_ae")
+    detector = build_detector("conformer_ae", detector_params, f"{PARAMS_FILE}: detectors.conformer_ae")
+    rows = _generic_rows(cfg)
+    print(f"pre-training on {len(rows)} clips ({cfg.corpus})")
+    work = WORK / "pretrain" / fingerprint(detector_params, cfg.corpus, sorted(rows["clip_id"]))
+    weights = detector.pretrain(rows, _read, work)
+    tmp = OUT.with_name(".conformer_pretrained.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(weights, tmp / "model.pt")
+    shutil.copyfile(weights.parent / "history.csv", tmp / "history.csv")
+    shutil.rmtree(OUT, ignore_errors=True)
+    tmp.rename(OUT)
+
+
+def _generic_rows(cfg: PretrainParams) -> pd.DataFrame:
+    if cfg.corpus == "audioset_music":
+        return prepare_audioset_music(Path(cfg.audioset_dir), lists_dir=Path(cfg.audioset_lists_dir))
+    manifest = read_manifest(DATA / "manifest.csv")
+    return manifest[(manifest["split"] == "train") & (manifest["label"] == "normal")]
+
+
+def _read(row: pd.Series) -> np.ndarray:
+    """A clip from its file: music at any rate is resampled; corpora are cropped as listed."""
+    num_samples = row.get("num_samples")
+    return read_audio(row["path"], channel=int(row["channel"]), resample=row["dataset"] == "audioset_music",
+                      num_samples=int(num_samples) if pd.notna(num_samples) else None)
+
+
+if __name__ == "__main__":
+    run(main)

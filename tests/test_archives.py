@@ -1,0 +1,222 @@
+"""Archive list, safe extraction, and fetch-then-extract with markers."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import stat
+import tarfile
+import zipfile
+
+import pytest
+
+from asdlib.corpora.archives import (
+    ArchiveEntry,
+    ArchiveError,
+    corpus_archives,
+    fetch_archive,
+    load_archive_list,
+    safe_extract,
+    with_mirror,
+)
+from asdlib.corpora.download import ChecksumError, DownloadSettings, read_lock
+from fake_corpora import archive_list_for, make_dcase_archive
+
+FAST = DownloadSettings(retries=2, backoff_s=0.0, timeout_s=5.0, progress=False)
+RECORDS = {"dev": "3678171", "eval_train": "3727685", "eval_test": "3841772", "ground_truth": "3951620"}
+
+
+# --- the packaged archive list ----------------------------------------------------------
+
+def test_packaged_list_has_all_dcase_and_mimii_archives():
+    corpora = load_archive_list()
+    dcase = [e for e in corpora["dcase2020"] if e.part != "ground_truth"]
+    assert len(dcase) == 18 and all(re.fullmatch(r"[0-9a-f]{32}", e.md5) for e in dcase)
+    for e in corpora["dcase2020"]:
+        assert e.url == f"https://zenodo.org/record/{RECORDS[e.part]}/files/{e.name}"
+    types = {"fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor"}
+    for part, prefix in (("dev", "dev_data"), ("eval_train", "eval_data_train"), ("eval_test", "eval_data_test")):
+        assert {e.name for e in dcase if e.part == part} == {f"{prefix}_{t}.zip" for t in types}
+    assert sum(e.size is not None for e in dcase) == 12  # evaluation test sizes are not published
+    by_name = {e.name: e for e in dcase}
+    assert by_name["dev_data_fan.zip"].md5 == "649bdfc06263ae7a838963f43b6641e6"
+    assert by_name["dev_data_fan.zip"].size == 1354774772
+    assert by_name["eval_data_test_ToyConveyor.zip"].md5 == "ccfcc9847c7d3404d7ee9d6d9e0b2ba2"
+    mimii = corpora["mimii"]
+    assert {e.name for e in mimii} == {f"{s}_dB_{t}.zip" for s in (-6, 0, 6) for t in ("fan", "pump", "slider", "valve")}
+    assert all(e.url == f"https://zenodo.org/record/3384388/files/{e.name}" for e in mimii)
+    assert {e.name: e.md5 for e in mimii}["-6_dB_fan.zip"] == "f02ae808a58d84b6815b7ec38ff30879"
+    assert len(corpora["noisex92"]) == 15
+
+
+def test_mirror_replaces_everything_before_the_file_name():
+    entry = corpus_archives("dcase2020", mirror="http://mirror.example/dcase/")[0]
+    assert entry.url == f"http://mirror.example/dcase/{entry.name}"
+    onto = ArchiveEntry(name="ontology.json", url="https://raw.example/a/b/ontology.json")
+    assert with_mirror(onto, "file:///data").url == "file:///data/ontology.json"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"name": "a.zip", "url": "u", "md5": "zz"}, "md5 must be 32 hex digits"),
+    ({"name": "a.zip", "url": "u", "colour": "red"}, "unknown keys"),
+    ({"name": "a/b.zip", "url": "u"}, "plain file name"),
+    ({"name": "a.zip", "url": "u", "size": -3}, "size must be a positive integer"),
+    ({"name": "a.zip", "url": "u", "extract_to": "../up"}, "extract_to must be a relative folder"),
+])
+def test_bad_archive_list_entries(tmp_path, bad, message):
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps({"x": [bad]}))
+    with pytest.raises(ArchiveError, match=message):
+        load_archive_list(path)
+
+
+def test_unknown_corpus_and_missing_list(tmp_path):
+    with pytest.raises(ArchiveError, match="no corpus 'nope'"):
+        corpus_archives("nope")
+    with pytest.raises(ArchiveError, match="archive list not found"):
+        load_archive_list(tmp_path / "absent.json")
+
+
+# --- safe extraction --------------------------------------------------------------------
+
+def _zip(path, members):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data, mode in members:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return path
+
+
+def _files_under(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_extracts_and_merges_into_existing_tree(tmp_path):
+    dest = tmp_path / "eval_data"
+    train = make_dcase_archive(tmp_path / "a", "fan", "eval_train", [1], n_per_id=1)
+    test = make_dcase_archive(tmp_path / "a", "fan", "eval_test", [1], n_per_id=1)
+    assert safe_extract(train, dest) == ["fan/train"]
+    assert safe_extract(test, dest) == ["fan/test"]
+    assert _files_under(dest) == ["fan/test/id_01_00000000.wav", "fan/test/id_01_00000001.wav",
+                                  "fan/train/normal_id_01_00000000.wav"]
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "fan/../../evil.txt", "/tmp/evil.txt", "C:/evil.txt",
+                                    "fan\\..\\..\\evil.txt"])
+def test_zip_path_traversal_is_refused_and_nothing_written(tmp_path, member):
+    archive = _zip(tmp_path / "bad.zip", [("fan/train/ok.wav", b"x", 0o100644), (member, b"evil", 0o100644)])
+    dest = tmp_path / "out" / "dest"
+    with pytest.raises(ArchiveError, match="refusing"):
+        safe_extract(archive, dest)
+    assert not dest.exists() or _files_under(dest) == []
+    assert not (tmp_path / "out" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_zip_symlink_is_refused(tmp_path):
+    archive = _zip(tmp_path / "link.zip", [("fan/ok.wav", b"x", 0o100644),
+                                           ("fan/link", b"/etc/passwd", stat.S_IFLNK | 0o777)])
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError, match="symbolic link member 'fan/link'"):
+        safe_extract(archive, dest)
+    assert not dest.exists() or _files_under(dest) == []
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_tar_links_are_refused(tmp_path, kind):
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as tf:
+        info = tarfile.TarInfo("fan/ok.wav")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+        link = tarfile.TarInfo("fan/escape")
+        link.type = kind
+        link.linkname = "../../outside"
+        tf.addfile(link)
+    with pytest.raises(ArchiveError, match="refusing link member 'fan/escape'"):
+        safe_extract(archive, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists() or _files_under(tmp_path / "dest") == []
+
+
+def test_tar_extraction_and_traversal(tmp_path):
+    good = tmp_path / "good.tar.gz"
+    with tarfile.open(good, "w:gz") as tf:
+        info = tarfile.TarInfo("white.wav")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"abc"))
+    assert safe_extract(good, tmp_path / "d") == ["."]
+    assert (tmp_path / "d" / "white.wav").read_bytes() == b"abc"
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as tf:
+        info = tarfile.TarInfo("../up.wav")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(ArchiveError, match=r"\.\."):
+        safe_extract(bad, tmp_path / "e")
+    assert not (tmp_path / "up.wav").exists()
+
+
+def test_corrupt_member_leaves_no_partial_tree(tmp_path):
+    archive = make_dcase_archive(tmp_path, "fan", "dev", [0], n_per_id=1)
+    raw = bytearray(archive.read_bytes())
+    raw[200] ^= 0xFF  # inside the first member's data: CRC mismatch on read
+    archive.write_bytes(bytes(raw))
+    dest = tmp_path / "dev_data"
+    with pytest.raises(ArchiveError, match="corrupt"):
+        safe_extract(archive, dest)
+    assert _files_under(dest) == [] and list(dest.iterdir()) == []
+
+
+def test_not_an_archive(tmp_path):
+    (tmp_path / "x.zip").write_bytes(b"plain text")
+    with pytest.raises(ArchiveError, match="not a zip or tar archive"):
+        safe_extract(tmp_path / "x.zip", tmp_path / "d")
+
+
+# --- fetch_archive: download + extract + markers ----------------------------------------
+
+def _served_entry(http_server, archive):
+    listing = archive_list_for("dcase2020", [archive], http_server.url)
+    return ArchiveEntry(**listing["dcase2020"][0])
+
+
+def test_fetch_extracts_and_second_run_is_a_no_op(tmp_path, http_server):
+    archive = make_dcase_archive(http_server.directory, "fan", "dev", [0, 2], n_per_id=1)
+    entry = _served_entry(http_server, archive)
+    target = tmp_path / "corpus"
+    assert fetch_archive(entry, target, settings=FAST) == target / "dev_data"
+    assert len(_files_under(target / "dev_data" / "fan")) == 6
+    assert (target / "archives" / archive.name).is_file() and (target / ".extracted" / f"{archive.name}.json").is_file()
+    http_server.requests.clear()
+    fetch_archive(entry, target, settings=FAST)
+    assert http_server.requests == []
+
+
+def test_fetch_without_keeping_archive_and_re_extract_when_data_vanished(tmp_path, http_server):
+    archive = make_dcase_archive(http_server.directory, "pump", "dev", [0], n_per_id=1)
+    entry = _served_entry(http_server, archive)
+    target = tmp_path / "corpus"
+    fetch_archive(entry, target, settings=FAST, keep_archive=False)
+    assert not (target / "archives" / archive.name).exists()
+    http_server.requests.clear()
+    fetch_archive(entry, target, settings=FAST, keep_archive=False)
+    assert http_server.requests == []  # extraction marker: nothing to do
+    import shutil
+    shutil.rmtree(target / "dev_data" / "pump" / "test")
+    fetch_archive(entry, target, settings=FAST)
+    assert len(http_server.requests) == 1 and (target / "dev_data" / "pump" / "test").is_dir()
+
+
+def test_lock_pins_sha256_of_unpublished_files(tmp_path, http_server):
+    (http_server.directory / "eval_data_list.csv").write_text("fan\nid_01_00000000.wav,x,0\n")
+    entry = ArchiveEntry(name="eval_data_list.csv", url=f"{http_server.url}/eval_data_list.csv")
+    target, lock = tmp_path / "t", tmp_path / "t" / "checksums.lock.json"
+    fetch_archive(entry, target, settings=FAST, lock=lock)
+    pinned = read_lock(lock)["eval_data_list.csv"]
+    assert len(pinned["sha256"]) == 64 and pinned["size"] == (target / "eval_data_list.csv").stat().st_size
+    (http_server.directory / "eval_data_list.csv").write_text("fan\nid_01_00000000.wav,x,1\n")  # upstream changed
+    (target / "eval_data_list.csv").unlink()
+    with pytest.raises(ChecksumError, match="sha256"):
+        fetch_archive(entry, target, settings=FAST, lock=lock)
+    assert not (target / "eval_data_list.csv").exists()

@@ -1,0 +1,153 @@
+"""The `asd` command end to end against a local HTTP server, and its error handling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from asdlib.cli import main
+from asdlib.manifest import read_manifest
+from fake_corpora import (
+    archive_list_for,
+    dcase_ground_truth,
+    make_dcase_archive,
+    make_mimii_archive,
+    make_noisex_files,
+    write_archive_list,
+    write_audioset_ontology,
+    write_audioset_segments,
+    write_dcase_ground_truth,
+)
+
+FAST = ["--retries", "2", "--timeout", "5"]
+
+
+def _dcase_server_files(server, types=("fan",)):
+    files = []
+    for t in types:
+        files.append(make_dcase_archive(server.directory, t, "dev", [0, 2], n_per_id=2))
+        files.append(make_dcase_archive(server.directory, t, "eval_train", [1], n_per_id=2))
+        files.append(make_dcase_archive(server.directory, t, "eval_test", [1], n_per_id=2))
+    files.append(write_dcase_ground_truth(server.directory / "eval_data_list.csv",
+                                          dcase_ground_truth(types, [1], n_per_id=2)))
+    return files
+
+
+def test_download_then_prepare_dcase2020(tmp_path, http_server, capsys):
+    files = _dcase_server_files(http_server, ("fan", "ToyCar"))
+    listing = write_archive_list(tmp_path / "list.json", archive_list_for("dcase2020", files, http_server.url))
+    target = tmp_path / "dcase"
+    argv = ["download", "dcase2020", str(target), "--types", "fan", "ToyCar", "--manifest", str(listing), *FAST]
+    assert main(argv) == 0
+    assert len(http_server.requests) == 7
+    http_server.requests.clear()
+    assert main(argv) == 0 and http_server.requests == []  # second run: no network
+
+    out = tmp_path / "manifest.csv"
+    assert main(["prepare", "dcase2020", str(target), str(out), "--path-base", str(tmp_path)]) == 0
+    df = read_manifest(out)
+    assert df.groupby("split").size().to_dict() == {"eval": 8, "test": 16, "train": 12}
+    assert set(df.loc[df.split == "eval", "label"]) == {"normal", "anomaly"}
+    assert df["path"].str.startswith("dcase/").all() and (df["num_samples"] == 160000).all()
+    assert "dcase2020: 36 clips" in capsys.readouterr().out
+
+
+def test_download_then_prepare_mimii(tmp_path, http_server):
+    files = [make_mimii_archive(http_server.directory, snr, "fan", ids=(0,), n_normal=3, n_abnormal=1,
+                                seconds=0.05) for snr in (-6, 6)]
+    listing = write_archive_list(tmp_path / "list.json", archive_list_for("mimii", files, http_server.url))
+    target = tmp_path / "mimii"
+    assert main(["download", "mimii", str(target), "--types", "fan", "--snr", "-6", "6",
+                 "--manifest", str(listing), "--remove-archives", *FAST]) == 0
+    assert (target / "-6_dB" / "fan" / "id_00" / "abnormal" / "00000000.wav").is_file()
+    assert not any(p.is_file() for p in (target / "archives").rglob("*"))
+    out = tmp_path / "m.csv"
+    assert main(["prepare", "mimii", str(target), str(out), "--snr", "-6", "--channel", "5"]) == 0
+    df = read_manifest(out)
+    assert len(df) == 4 and set(df["condition"]) == {"-6dB"} and (df["channel"] == 5).all()
+
+
+def test_download_then_prepare_noisex92(tmp_path, http_server):
+    files = make_noisex_files(http_server.directory, ["white", "babble"], seconds=0.2)
+    listing = write_archive_list(tmp_path / "list.json", archive_list_for(
+        "noisex92", files, http_server.url, extra={f.name: {"part": f.stem, "md5": None} for f in files}))
+    target = tmp_path / "noisex"
+    assert main(["download", "noisex92", str(target), "--names", "white", "babble",
+                 "--manifest", str(listing), *FAST]) == 0
+    assert (target / "noisex92.lock.json").is_file()
+    table = tmp_path / "noise.csv"
+    assert main(["prepare", "noisex92", str(target), str(table)]) == 0
+    assert (target / "16k" / "white.wav").is_file() and "babble" in table.read_text()
+
+
+def test_download_then_prepare_audioset_music(tmp_path, http_server):
+    files = [write_audioset_ontology(http_server.directory / "ontology.json")]
+    for name in ("balanced_train", "unbalanced_train", "eval"):
+        files.append(write_audioset_segments(http_server.directory / f"{name}_segments.csv",
+                                             [(f"{name[:4]}ytid123"[:11], 10.0, 20.0, ["/m/04rlf"])]))
+    listing = write_archive_list(tmp_path / "list.json", archive_list_for(
+        "audioset_music", files, http_server.url,
+        extra={f.name: {"part": f.name.replace("_segments.csv", "").replace(".json", "")} for f in files}))
+    lists = tmp_path / "lists"
+    assert main(["download", "audioset_music", str(lists), "--manifest", str(listing), *FAST]) == 0
+    from fake_corpora import write_tiny_wav
+    write_tiny_wav(tmp_path / "audio" / "evalytid123_10.wav")
+    out = tmp_path / "music.csv"
+    assert main(["prepare", "audioset_music", str(tmp_path / "audio"), str(out), "--lists", str(lists)]) == 0
+    assert read_manifest(out)["clip_id"].tolist() == ["music.evalytid123_10000"]
+
+
+def test_mirror_rewrites_packaged_urls_and_checksum_failure_exits_1(tmp_path, http_server, capsys):
+    make_dcase_archive(http_server.directory, "fan", "dev", [0], n_per_id=1)  # not the real bytes
+    code = main(["download", "dcase2020", str(tmp_path / "t"), "--types", "fan", "--parts", "dev",
+                 "--mirror", http_server.url + "/", *FAST])
+    err = capsys.readouterr().err
+    assert code == 1 and http_server.paths_requested() == ["/dev_data_fan.zip"]
+    assert "expected 1354774772" in err and "Traceback" not in err
+    assert not (tmp_path / "t" / "archives" / "dev_data_fan.zip").exists()
+
+
+def test_dry_run_lists_sizes_without_network(capsys, tmp_path):
+    assert main(["download", "dcase2020", str(tmp_path), "--types", "fan", "--parts", "dev", "eval_train",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "https://zenodo.org/record/3678171/files/dev_data_fan.zip" in out
+    assert "2 files, 2.05 GB known" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["prepare", "dcase2020", "{tmp}/absent", "{tmp}/m.csv"], "corpus folder not found"),
+    (["prepare", "folder", "{tmp}", "{tmp}/m.csv"], "no machine type folders"),
+    (["download", "dcase2020", "{tmp}/t", "--types", "drill", "--dry-run"], "unknown machine type 'drill'"),
+    (["download", "dcase2020", "{tmp}/t", "--snr", "6"], "option --snr does not apply"),
+    (["prepare", "audioset_music", "{tmp}", "{tmp}/m.csv"], "needs --lists"),
+    (["download", "mimii", "{tmp}/t", "--manifest", "{tmp}/none.json"], "archive list not found"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.startswith("asd: error: ")
+
+
+def test_layout_error_lists_unexpected_files(tmp_path, capsys):
+    (tmp_path / "c" / "fan" / "train").mkdir(parents=True)
+    (tmp_path / "c" / "fan" / "test").mkdir()
+    (tmp_path / "c" / "fan" / "train" / "clip.mp3").write_bytes(b"x")
+    assert main(["prepare", "folder", str(tmp_path / "c"), str(tmp_path / "m.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "clip.mp3" in err and "without train clips" in err and not (tmp_path / "m.csv").exists()
+
+
+def test_argparse_errors_exit_2():
+    with pytest.raises(SystemExit) as exc:
+        main(["download", "librispeech", "/tmp/x"])
+    assert exc.value.code == 2
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "asdlib.cli", "download", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--mirror BASE_URL" in result.stdout

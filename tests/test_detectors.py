@@ -1,0 +1,207 @@
+"""Detectors fit and score tiny synthetic data; embedding scorers on toy embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from asdlib.config import ConfigError
+from asdlib.detectors import (ConformerAEDetector, ConformerAEDetectorSettings, DenseAEDetector,
+                              DenseAEDetectorSettings, DetectorError, STgramMFNDetector,
+                              STgramMFNDetectorSettings, build_detector)
+from asdlib.features import DCASE_BASELINE_LOGMEL, STGRAM_LOGMEL
+from asdlib.models import ConformerAESettings, STgramMFNSettings
+from asdlib.scoring import KNNScorer, MahalanobisScorer, UnknownClassError
+from asdlib.training import TrainSettings, read_checkpoint
+
+SR = 16000
+SECONDS = 0.5
+TONES = {("fan", "id_00"): 440.0, ("fan", "id_02"): 1000.0, ("pump", "id_00"): 300.0, ("pump", "id_02"): 2000.0}
+N_MELS = 32
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: the test machine is shared, and tiny models gain nothing from more."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _corpus(n_train: int = 6, n_test: int = 3) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Sines per machine ID (normal) and loud white noise (anomaly)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(SECONDS * SR)) / SR
+    rows, waves = [], {}
+    for (machine_type, machine_id), freq in TONES.items():
+        for split, label, count in (("train", "normal", n_train), ("test", "normal", n_test),
+                                    ("test", "anomaly", n_test)):
+            for k in range(count):
+                clip_id = f"{machine_type}_{machine_id}_{split}_{label}_{k}"
+                if label == "normal":
+                    x = 0.3 * np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))
+                    x = x + 0.005 * rng.standard_normal(len(t))
+                else:
+                    x = 0.5 * rng.standard_normal(len(t))
+                waves[clip_id] = x.astype(np.float32)
+                rows.append(dict(clip_id=clip_id, machine_type=machine_type, machine_id=machine_id,
+                                 split=split, label=label, dataset="toy"))
+    return pd.DataFrame(rows), waves
+
+
+ROWS, WAVES = _corpus()
+TRAIN = ROWS[ROWS.split == "train"].reset_index(drop=True)
+TEST = ROWS[ROWS.split == "test"].reset_index(drop=True)
+
+
+def _load(row: pd.Series) -> np.ndarray:
+    return WAVES[row["clip_id"]]
+
+
+def _train(epochs: int = 2, batch_size: int = 16, **kw) -> TrainSettings:
+    return TrainSettings(epochs=epochs, batch_size=batch_size, device="cpu", val_fraction=0.2, **kw)
+
+
+def _anomalies_score_higher(scores: pd.DataFrame, column: str = "score") -> bool:
+    merged = TEST.merge(scores, on="clip_id")
+    by_label = merged.groupby("label")[column]
+    return by_label.min()["anomaly"] > by_label.max()["normal"]
+
+
+def test_dense_ae_fits_scores_and_restores(tmp_path):
+    settings = DenseAEDetectorSettings(logmel=replace(DCASE_BASELINE_LOGMEL, n_mels=N_MELS),
+                                       train=_train(epochs=20, batch_size=16, lr=1e-2))
+    detector = DenseAEDetector(settings)
+    results = detector.fit(TRAIN, _load, tmp_path)
+    assert set(results) == {"fan", "pump"}
+    assert (tmp_path / "fan" / "model.pt").exists() and (tmp_path / "pump" / "history.csv").exists()
+    scores = detector.score(TEST, _load)
+    assert list(scores.columns) == ["clip_id", "score"]
+    assert list(scores["clip_id"]) == list(TEST["clip_id"])
+    assert np.isfinite(scores["score"]).all()
+    assert _anomalies_score_higher(scores)
+
+    restored = DenseAEDetector(settings)
+    restored.restore(tmp_path)
+    pd.testing.assert_frame_equal(restored.score(TEST, _load), scores)
+    with pytest.raises(DetectorError, match="no dense_ae model for machine type valve"):
+        detector.score(TEST.assign(machine_type="valve"), _load)
+
+
+def test_dense_ae_refuses_test_rows_in_training(tmp_path):
+    with pytest.raises(DetectorError, match="is not a training normal"):
+        DenseAEDetector(DenseAEDetectorSettings(train=_train())).fit(ROWS, _load, tmp_path)
+
+
+def _conformer_settings(init: str) -> ConformerAEDetectorSettings:
+    return ConformerAEDetectorSettings(
+        logmel=replace(DCASE_BASELINE_LOGMEL, n_mels=N_MELS),
+        model=ConformerAESettings(input_dim=N_MELS, embed_dim=4, widths=(16, 8), n_heads=2, conv_kernel=5),
+        segment_frames=8, init=init, train=_train(epochs=2, lr=3e-3), pretrain=_train(epochs=2, lr=3e-3))
+
+
+def test_conformer_pretrain_then_finetune(tmp_path):
+    generic = TRAIN[TRAIN.machine_type == "fan"].assign(dataset="generic")
+    detector = ConformerAEDetector(_conformer_settings("pretrained"))
+    weights = detector.pretrain(generic, _load, tmp_path / "pretrain")
+    assert weights == tmp_path / "pretrain" / "model.pt"
+    pretrained = read_checkpoint(weights)["model"]
+
+    initial = detector.initial_model().state_dict()
+    assert all(torch.equal(initial[k], pretrained[k]) for k in pretrained)  # encoder and decoder loaded
+    detector.fit(TRAIN, _load, tmp_path / "fine")
+    tuned = read_checkpoint(tmp_path / "fine" / "fan" / "model.pt")["model"]
+    encoder_keys = [k for k in pretrained if k.startswith("encoder.") and pretrained[k].is_floating_point()]
+    assert encoder_keys and any(not torch.equal(tuned[k], pretrained[k]) for k in encoder_keys)
+
+    scores = detector.score(TEST, _load)
+    assert np.isfinite(scores["score"]).all()
+    assert _anomalies_score_higher(scores)
+
+    restored = ConformerAEDetector(_conformer_settings("pretrained"))
+    restored.restore(tmp_path / "fine")
+    pd.testing.assert_frame_equal(restored.score(TEST, _load), scores)
+
+
+def test_conformer_scratch_differs_and_pretrained_needs_weights(tmp_path):
+    scratch = ConformerAEDetector(_conformer_settings("scratch")).initial_model().state_dict()
+    again = ConformerAEDetector(_conformer_settings("scratch")).initial_model().state_dict()
+    assert all(torch.equal(scratch[k], again[k]) for k in scratch)  # seeded
+    with pytest.raises(DetectorError, match="no pre-trained weights"):
+        ConformerAEDetector(_conformer_settings("pretrained")).fit(TRAIN, _load, tmp_path)
+
+
+def _stgram_settings(**kw) -> STgramMFNDetectorSettings:
+    return STgramMFNDetectorSettings(logmel=replace(STGRAM_LOGMEL, n_mels=N_MELS),
+                                     model=STgramMFNSettings(n_mels=N_MELS, blocks="mfn6"),
+                                     train=_train(epochs=2, batch_size=8, lr=1e-3), knn_k=2, **kw)
+
+
+def test_stgram_mfn_scores_side_by_side_and_restores(tmp_path):
+    detector = STgramMFNDetector(_stgram_settings(score="mahalanobis"))
+    detector.fit(TRAIN, _load, tmp_path)
+    assert read_checkpoint(tmp_path / "model.pt")["extra"]["classes"] == \
+        ["fan/id_00", "fan/id_02", "pump/id_00", "pump/id_02"]
+    scores = detector.score(TEST, _load)
+    assert list(scores.columns) == ["clip_id", "score", "score_published", "score_mahalanobis", "score_knn"]
+    assert np.isfinite(scores.drop(columns="clip_id").to_numpy()).all()
+    assert (scores["score"] == scores["score_mahalanobis"]).all()
+    assert (scores["score_published"] > 0).all()  # -log p with p < 1
+    assert _anomalies_score_higher(scores, "score_mahalanobis")
+    assert _anomalies_score_higher(scores, "score_knn")
+
+    restored = STgramMFNDetector(_stgram_settings(score="knn"))
+    restored.restore(tmp_path)
+    again = restored.score(TEST, _load)
+    pd.testing.assert_series_equal(again["score_published"], scores["score_published"])
+    assert (again["score"] == again["score_knn"]).all()
+
+
+def test_stgram_mfn_unseen_class_and_clip_length(tmp_path):
+    detector = STgramMFNDetector(_stgram_settings())
+    detector.fit(TRAIN[TRAIN.machine_type == "fan"], _load, tmp_path)
+    with pytest.raises(DetectorError, match="class pump/id_00 was absent in training"):
+        detector.score(TEST, _load)
+    with pytest.raises(DetectorError, match="samples, but the model was trained on clips of 8000"):
+        detector.score(TEST[TEST.machine_type == "fan"], lambda row: np.zeros(4000, np.float32))
+
+
+def test_build_detector_parses_settings():
+    detector = build_detector("stgram_mfn", {"score": "knn", "train": {"epochs": 3, "device": "cpu"}})
+    assert detector.settings.score == "knn" and detector.settings.train.epochs == 3
+    assert detector.settings.train.lr == 1e-4
+    with pytest.raises(ConfigError, match="stgram_mfn.train.epoch"):
+        build_detector("stgram_mfn", {"train": {"epoch": 3}})
+    with pytest.raises(DetectorError, match="unknown detector"):
+        build_detector("svm")
+    with pytest.raises(ValueError, match="must equal logmel.n_mels"):
+        STgramMFNDetectorSettings(model=STgramMFNSettings(n_mels=64))
+
+
+def test_mahalanobis_and_knn_on_toy_embeddings():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (50, 4)) * [1, 1, 0.1, 0.1] + [5, 0, 0, 0]
+    b = rng.normal(0, 1, (50, 4)) + [0, 5, 0, 0]
+    train = np.concatenate([a, b])
+    classes = ["a"] * 50 + ["b"] * 50
+    maha = MahalanobisScorer().fit(train, classes)
+    # same Euclidean offset from class a's mean: along a low-variance axis is far more anomalous
+    far = maha.score(np.array([[5, 0, 1, 0], [6, 0, 0, 0]]), ["a", "a"])
+    assert far[0] > 3 * far[1]
+    assert maha.score(a[:1], ["a"])[0] < maha.score(a[:1], ["b"])[0]
+    identity = MahalanobisScorer(shrinkage=1.0).fit(train, classes)
+    assert identity.score(np.array([[5, 0, 1, 0]]), ["a"])[0] < far[0]
+
+    knn = KNNScorer(k=1).fit(train, classes)
+    assert knn.score(a[3:4], ["a"])[0] == pytest.approx(0.0, abs=1e-12)  # its own copy
+    assert knn.score(np.array([[0, 5, 0, 0]]), ["a"])[0] > knn.score(np.array([[0, 5, 0, 0]]), ["b"])[0]
+    assert KNNScorer(k=1000).fit(train, classes).score(a[:1], ["a"])[0] > 0  # k capped at class size
+    with pytest.raises(UnknownClassError, match="class c was not seen"):
+        knn.score(a[:1], ["c"])
+    with pytest.raises(ValueError, match="class c: 1 training embedding"):
+        MahalanobisScorer().fit(train[:3], ["a", "a", "c"])

@@ -1,0 +1,259 @@
+"""download_file against a local HTTP server: resume, restart, retries, checksums, disk errors."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+
+import pytest
+
+from asdlib.corpora import download
+from asdlib.corpora.download import (
+    ChecksumError,
+    DownloadError,
+    DownloadSettings,
+    completion_marker,
+    download_file,
+    part_path,
+)
+
+FAST = DownloadSettings(retries=3, backoff_s=0.0, timeout_s=5.0, chunk_bytes=4096, progress=False)
+
+
+@pytest.fixture
+def payload(http_server):
+    """A 100 kB file on the server: (url, bytes, md5)."""
+    data = bytes((i * 7919) % 251 for i in range(100_000))
+    (http_server.directory / "blob.zip").write_bytes(data)
+    return f"{http_server.url}/blob.zip", data, hashlib.md5(data).hexdigest()
+
+
+def _no_leftovers(dest):
+    return not part_path(dest).exists() and not completion_marker(dest).exists() and not dest.exists()
+
+
+def test_full_download_verifies_and_records(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    dest = tmp_path / "out" / "blob.zip"
+    result = download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert dest.read_bytes() == data and result.fetched and result.size == len(data)
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+    assert not part_path(dest).exists()
+    record = json.loads(completion_marker(dest).read_text())
+    assert record["md5"] == md5 and record["size"] == len(data) and record["url"] == url
+    assert http_server.requests == [("/blob.zip", None)]
+
+
+def test_second_run_makes_no_request(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    dest = tmp_path / "blob.zip"
+    download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    http_server.requests.clear()
+    again = download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert not again.fetched and again.md5 == md5
+    assert http_server.requests == []
+
+
+def test_resume_after_truncation_uses_range(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    dest = tmp_path / "blob.zip"
+    part_path(dest).write_bytes(data[:30_000])  # left by an interrupted run
+    result = download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert dest.read_bytes() == data and result.md5 == md5
+    assert http_server.requests == [("/blob.zip", "bytes=30000-")]
+
+
+def test_server_ignoring_range_restarts_from_zero(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    http_server.mode = "ignore_range"
+    dest = tmp_path / "blob.zip"
+    part_path(dest).write_bytes(b"\xff" * 30_000)  # appending to this would break the checksum
+    download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert dest.read_bytes() == data
+    assert http_server.requests == [("/blob.zip", "bytes=30000-")]
+
+
+def test_dropped_connection_is_retried_with_resume(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    http_server.mode = "drop_once"
+    dest = tmp_path / "blob.zip"
+    download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert dest.read_bytes() == data
+    ranges = [r for _, r in http_server.requests]
+    assert len(ranges) == 2 and ranges[0] is None and ranges[1] == f"bytes={len(data) // 2}-"
+
+
+def test_dropped_connection_without_known_size_is_detected(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    http_server.mode = "drop_once"
+    dest = tmp_path / "blob.zip"
+    download_file(url, dest, md5=md5, settings=FAST)  # size from Content-Length only
+    assert dest.read_bytes() == data and len(http_server.requests) == 2
+
+
+def test_corrupt_part_from_earlier_run_gets_one_clean_retry(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    dest = tmp_path / "blob.zip"
+    part_path(dest).write_bytes(b"\x00" * 50_000)  # wrong bytes, resumable length
+    download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert dest.read_bytes() == data
+    assert [r for _, r in http_server.requests] == ["bytes=50000-", None]
+
+
+def test_wrong_checksum_leaves_nothing(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    http_server.mode = "wrong_bytes"
+    dest = tmp_path / "blob.zip"
+    with pytest.raises(ChecksumError, match=rf"{url}: downloaded data does not match \(md5 [0-9a-f]+ != expected {md5}"):
+        download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert _no_leftovers(dest)
+
+
+def test_wrong_checksum_keeps_previous_good_copy(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    dest = tmp_path / "blob.zip"
+    old = b"previous good release" * 10
+    dest.write_bytes(old)
+    download.write_json(completion_marker(dest), {"size": len(old), "md5": hashlib.md5(old).hexdigest(),
+                                                  "sha256": hashlib.sha256(old).hexdigest()})
+    marker_before = completion_marker(dest).read_bytes()
+    http_server.mode = "wrong_bytes"
+    with pytest.raises(ChecksumError):
+        download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert dest.read_bytes() == old and completion_marker(dest).read_bytes() == marker_before
+    assert not part_path(dest).exists()
+
+
+def test_existing_file_without_marker_is_verified_not_downloaded(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    dest = tmp_path / "blob.zip"
+    dest.write_bytes(data)  # fetched by hand
+    result = download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert not result.fetched and completion_marker(dest).exists()
+    assert http_server.requests == []
+
+
+def test_server_size_differs_from_expected(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    dest = tmp_path / "blob.zip"
+    with pytest.raises(ChecksumError, match=f"server reports {len(data)} bytes, expected {len(data) + 1}"):
+        download_file(url, dest, md5=md5, size=len(data) + 1, settings=FAST)
+    assert _no_leftovers(dest)
+
+
+class _FillingFile:
+    """A writable file that runs out of space after ``budget`` bytes."""
+
+    def __init__(self, real, budget):
+        self.real, self.budget = real, budget
+
+    def write(self, chunk):
+        if self.budget < len(chunk):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.budget -= len(chunk)
+        return self.real.write(chunk)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.real.close()
+
+
+def test_disk_full_gives_clear_error_and_no_complete_file(tmp_path, http_server, payload, monkeypatch):
+    url, data, md5 = payload
+    dest = tmp_path / "blob.zip"
+    real_open = open
+
+    def filling_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        return _FillingFile(fh, 20_000) if "w" in mode or "a" in mode else fh
+
+    monkeypatch.setattr(download, "open", filling_open, raising=False)
+    with pytest.raises(DownloadError, match=r"blob\.zip\.part: disk full"):
+        download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert not dest.exists() and not completion_marker(dest).exists()
+    assert len(http_server.requests) == 1  # not retried: the disk, not the network, failed
+
+
+def test_permission_denied_names_the_path(tmp_path, http_server, payload, monkeypatch):
+    url, data, md5 = payload
+    dest = tmp_path / "blob.zip"
+
+    def denied(path, mode="r", *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(download, "open", denied, raising=False)
+    with pytest.raises(DownloadError, match=r"blob\.zip\.part: permission denied"):
+        download_file(url, dest, md5=md5, size=len(data), settings=FAST)
+    assert not dest.exists()
+
+
+def test_retries_are_bounded(tmp_path, http_server, payload):
+    url, data, md5 = payload
+    http_server.mode = "error_500"
+    settings = DownloadSettings(retries=2, backoff_s=0.0, timeout_s=5.0, progress=False)
+    with pytest.raises(DownloadError, match="giving up after 3 attempts.*HTTP 500"):
+        download_file(url, tmp_path / "blob.zip", md5=md5, settings=settings)
+    assert len(http_server.requests) == 3
+
+
+def test_backoff_grows_exponentially(tmp_path, http_server, payload, monkeypatch):
+    url, _, md5 = payload
+    http_server.mode = "error_500"
+    sleeps = []
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    settings = DownloadSettings(retries=4, backoff_s=1.0, backoff_max_s=5.0, progress=False)
+    with pytest.raises(DownloadError):
+        download_file(url, tmp_path / "blob.zip", md5=md5, settings=settings)
+    assert sleeps == [1.0, 2.0, 4.0, 5.0]
+
+
+def test_not_found_fails_at_once(tmp_path, http_server):
+    with pytest.raises(DownloadError, match="missing.zip: HTTP 404"):
+        download_file(f"{http_server.url}/missing.zip", tmp_path / "missing.zip", settings=FAST)
+    assert len(http_server.requests) == 1
+    assert not (tmp_path / "missing.zip").exists()
+
+
+def test_file_url_mirror(tmp_path, payload, http_server):
+    _, data, md5 = payload
+    source = http_server.directory / "blob.zip"
+    dest = tmp_path / "copy.zip"
+    download_file(source.as_uri(), dest, md5=md5, size=len(data), settings=FAST)
+    assert dest.read_bytes() == data
+
+
+def test_bad_checksum_argument_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="md5 checksum must be 32 hex digits"):
+        download_file("http://127.0.0.1:9/x", tmp_path / "x", md5="xyz", settings=FAST)
+
+
+# --- real internet (deselected by default: pytest -m internet) ---------------------------
+
+@pytest.mark.internet
+def test_real_dcase2020_ground_truth_parses(tmp_path):
+    from asdlib.corpora.archives import corpus_archives, fetch_archive
+    from asdlib.corpora.dcase2020 import read_ground_truth
+
+    entry = next(e for e in corpus_archives("dcase2020") if e.part == "ground_truth")
+    path = fetch_archive(entry, tmp_path, lock=tmp_path / "checksums.lock.json")
+    truth = read_ground_truth(path)
+    assert len(truth) == 7103  # evaluation test clips of DCASE 2020 Task 2
+    assert {k.split("/")[0] for k in truth} == {"fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor"}
+
+
+@pytest.mark.internet
+def test_real_zenodo_archive_resumes_with_range(tmp_path):
+    import urllib.request
+
+    from asdlib.corpora.archives import corpus_archives
+
+    entry = next(e for e in corpus_archives("dcase2020") if e.name == "dev_data_fan.zip")
+    request = urllib.request.Request(entry.url, headers={"Range": f"bytes={entry.size - 10}-"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 206 and len(response.read()) == 10

@@ -1,0 +1,46 @@
+"""dvc.yaml stays honest: code deps are exactly what each stage imports; params keys exist."""
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from stage_deps import stage_deps  # noqa: E402
+
+
+def expanded_stages():
+    doc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for name, stage in doc["stages"].items():
+        if "foreach" not in stage:
+            yield name, stage
+            continue
+        for key, item in stage["foreach"].items():
+            text = yaml.safe_dump(stage["do"]).replace("${key}", str(key))
+            for k, v in (item or {}).items():
+                text = text.replace("${item.%s}" % k, str(v))
+            yield f"{name}@{key}", yaml.safe_load(text)
+
+
+def test_code_deps_match_imports():
+    problems = []
+    for name, stage in expanded_stages():
+        match = re.search(r"python -m (stages\.\w+)", stage["cmd"])
+        assert match, f"{name}: cmd should run a stages module"
+        wanted = set(stage_deps(match.group(1)))
+        listed = {d for d in stage.get("deps", []) if d.endswith(".py")}
+        if wanted != listed:
+            problems.append(f"{name}: missing {sorted(wanted - listed)}, extra {sorted(listed - wanted)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_params_keys_exist():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, stage in expanded_stages():
+        for key in stage.get("params", []):
+            node = params
+            for part in str(key).split("."):
+                assert isinstance(node, dict) and part in node, f"{name}: params key {key} not in params.yaml"
+                node = node[part]
