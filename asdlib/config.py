@@ -24,8 +24,14 @@ class ConfigError(ValueError):
     """A settings mapping does not match its dataclass."""
 
 
-def parse(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; ``where`` prefixes error messages."""
+def parse(cls: type[T], data: Mapping[str, Any] | None, where: str = "", base: T | None = None) -> T:
+    """Build dataclass ``cls`` from ``data``; ``where`` prefixes error messages.
+
+    Keys missing from ``data`` keep the value of ``base`` when given, else the
+    field's default. A nested dataclass given as a partial mapping is merged over
+    the field's default instance, so ``train: {epochs: 3}`` keeps a default
+    learning rate that differs from the nested class's own default.
+    """
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -39,14 +45,35 @@ def parse(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
         )
     values = {}
     for name, field in fields.items():
+        current = _current(field, base)
         if name in data:
-            values[name] = _convert(hints[name], data[name], _key(where, name))
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            tp = hints[name]
+            if dataclasses.is_dataclass(current) and isinstance(data[name], Mapping):
+                values[name] = parse(type(current), data[name], _key(where, name), base=current)
+            else:
+                values[name] = _convert(tp, data[name], _key(where, name))
+        elif current is not _MISSING:
+            values[name] = current
+        else:
             raise ConfigError(f"{_key(where, name)}: missing required key")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+
+
+_MISSING = object()
+
+
+def _current(field: dataclasses.Field, base: Any) -> Any:
+    """The value a field has before ``data`` is applied: from ``base``, else its default."""
+    if base is not None:
+        return getattr(base, field.name)
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return _MISSING
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

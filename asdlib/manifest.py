@@ -11,15 +11,17 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
+from asdlib.audio import read_audio
 from asdlib.fileio import atomic_path
 
 BASE_COLUMNS = ["clip_id", "path", "dataset", "machine_type", "machine_id", "split", "label", "channel"]
 SPLITS = ("train", "test", "eval")
 LABELS = ("normal", "anomaly", "unknown")
 STRING_COLUMNS = ["clip_id", "path", "dataset", "machine_type", "machine_id", "split", "label",
-                  "condition", "noise_type", "store", "key", "source_clip_id"]
+                  "condition", "noise_type", "store", "key", "source_clip_id", "ytid"]
 
 
 class ManifestError(ValueError):
@@ -88,3 +90,11 @@ def select(df: pd.DataFrame, *, machine_types: Iterable[str] | None = None,
     if splits is not None:
         mask &= df["split"].isin(list(splits))
     return df[mask]
+
+
+def read_clip(row: Mapping, resample: bool = False) -> np.ndarray:
+    """The audio a corpus row points at: its channel, cropped or padded to ``num_samples``
+    when the corpus lists one, resampled to 16 kHz only when ``resample`` is true."""
+    num_samples = row.get("num_samples")
+    return read_audio(row["path"], channel=int(row["channel"]), resample=resample,
+                      num_samples=int(num_samples) if pd.notna(num_samples) else None)

@@ -135,21 +135,3 @@ def _auc_pauc(rows: pd.DataFrame, score_column: str, where: str) -> tuple[float,
 def _round(value: float) -> float:
     return round(float(value), DECIMALS)
 
-
-def metrics_table(nested: dict[str, Any]) -> pd.DataFrame:
-    """Tidy rows from ``{model: {input: {condition: evaluate_scores(...)}}}``.
-
-    Columns model, input, condition, machine_type (``overall`` for the summary),
-    auc, pauc, mauc (empty for ``overall``), auc_hmean and pauc_hmean (``overall`` only):
-    the table behind the AUC-vs-SNR plot and the report.
-    """
-    rows = []
-    for model, inputs in nested.items():
-        for input_name, conditions in inputs.items():
-            for condition, result in conditions.items():
-                for machine_type, values in result.items():
-                    summary = values if machine_type == "overall" else values["mean"]
-                    rows.append({"model": model, "input": input_name, "condition": condition,
-                                 "machine_type": machine_type, **summary})
-    columns = ["model", "input", "condition", "machine_type", "auc", "pauc", "mauc", "auc_hmean", "pauc_hmean"]
-    return pd.DataFrame(rows).reindex(columns=columns)

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from asdlib.audio import check_finite
-from asdlib.ramanujan import EnergyPlan, project
+from asdlib.ramanujan import BandNoise, EnergyPlan, project
 
 Score = Literal["significance", "penalised", "per_dimension"]
 StopReason = Literal["snr", "max_steps", "min_gain", "silent"]
@@ -30,7 +30,6 @@ StopReason = Literal["snr", "max_steps", "min_gain", "silent"]
 # Energy ratios are floored at this fraction of the clip energy, so the trace
 # stays finite (within +-300 dB) even when the residual vanishes exactly.
 _ENERGY_FLOOR = 1e-30
-_TINY = float(np.finfo(np.float64).tiny)
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,13 @@ class MseSettings:
         residual energy (0 disables the rule).
     m_divisions: M_ of the error elimination; 2 returns whichever of the last
         two extractions has the ratio nearer to the estimate.
-    score: how a period's Ramanujan energy E_S(q) (dimension phi(q)) is ranked:
-        'penalised' = E_S(q) - noise_penalty * noise * phi(q), with the noise
-        energy per dimension estimated as the median of E_S / phi over all
-        candidates; 'per_dimension' = E_S(q) / phi(q).
-    noise_penalty: the factor above (only used by 'penalised').
+    score: how a period's Ramanujan energy E_S(q) is ranked against the
+        energy n(q) that the clip's noise is expected to put in S_q (see
+        :func:`period_scores`): 'significance' (default), 'per_dimension' or
+        'penalised'.
+    noise_penalty: lambda of the 'penalised' score.
+    noise_bands: frequency bands of the noise model (log-spaced, each at least
+        16 periodogram bins wide; fewer when the clip is short).
     """
 
     q_min: int = 2
@@ -57,8 +58,9 @@ class MseSettings:
     max_steps: int = 32
     min_gain: float = 1e-4
     m_divisions: int = 2
-    score: Score = "penalised"
+    score: Score = "significance"
     noise_penalty: float = 2.0
+    noise_bands: int = 48
 
     def __post_init__(self) -> None:
         if self.q_min < 1:
@@ -75,6 +77,8 @@ class MseSettings:
             raise ValueError(f"score must be 'significance', 'penalised' or 'per_dimension', got {self.score!r}")
         if not (math.isfinite(self.noise_penalty) and self.noise_penalty > 0.0):
             raise ValueError(f"noise_penalty must be a positive number, got {self.noise_penalty}")
+        if self.noise_bands < 1:
+            raise ValueError(f"noise_bands must be >= 1, got {self.noise_bands}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,19 +124,20 @@ def choose_result(snr_trace: np.ndarray, snr_db: float, m_divisions: int) -> boo
     return bool(snr_db <= s_a + (s_b - s_a) / m_divisions)
 
 
-def period_scores(energies: np.ndarray, phi: np.ndarray, settings: MseSettings) -> np.ndarray:
-    """Rank the candidate periods from their Ramanujan energies E_S and dimensions phi.
+def period_scores(energies: np.ndarray, noise: np.ndarray, phi: np.ndarray, settings: MseSettings) -> np.ndarray:
+    """Rank candidate periods from E_S(q), the expected noise energy n(q) and phi(q) = dim S_q.
 
-    The noise energy per dimension is the median of E_S / phi over all
-    candidates (most periods hold only noise), floored so it is never zero.
+    significance:  (E_S / n - 1) * sqrt(phi), the excess over the noise in
+                   units of its spread (white noise: E_S ~ n * chi2(phi) / phi);
+    per_dimension: E_S / n, the signal-plus-noise to noise ratio per dimension;
+    penalised:     E_S - noise_penalty * n; with lambda = 2 this is the expected
+                   drop of the extraction error (signal gained minus noise let in).
     """
-    per_dimension = energies / phi
     if settings.score == "per_dimension":
-        return per_dimension
-    noise = max(float(np.median(per_dimension)), 1e-12 * float(np.mean(per_dimension)), _TINY)
+        return energies / noise
     if settings.score == "penalised":
-        return energies - settings.noise_penalty * noise * phi
-    return (per_dimension / noise - 1.0) * np.sqrt(phi)
+        return energies - settings.noise_penalty * noise
+    return (energies / noise - 1.0) * np.sqrt(phi)
 
 
 def extract(
@@ -163,6 +168,7 @@ def extract(
         return MseResult(zeros, zeros.copy(), empty, empty.astype(np.int64), "silent", False)
 
     plan = _plan(n, settings.q_min, settings.q_max)
+    noise = _noise_model(n, settings.q_min, settings.q_max, settings.noise_bands).expected_energies(residual)
     extracted = np.zeros(n)
     previous = extracted
     residual_energy = total
@@ -175,7 +181,7 @@ def extract(
             stopped_by = "silent"
             break
         energies, _ = plan.energies(residual)
-        q = int(plan.periods[np.argmax(period_scores(energies, plan.phi, settings))])
+        q = int(plan.periods[np.argmax(period_scores(energies, noise, plan.phi, settings))])
         component = project(residual, q)
         previous = extracted.copy()
         extracted += component
@@ -213,6 +219,12 @@ def _energy(x: np.ndarray) -> float:
 def _plan(n: int, q_min: int, q_max: int) -> EnergyPlan:
     """Energy plans are reused across clips of the same length (about 10 MB each at 10 s)."""
     return EnergyPlan(n, q_min, q_max)
+
+
+@lru_cache(maxsize=4)
+def _noise_model(n: int, q_min: int, q_max: int, bands: int) -> BandNoise:
+    """Noise models are reused across clips of the same length (under 1 MB each)."""
+    return BandNoise(n, np.arange(q_min, q_max + 1), bands)
 
 
 def _checked(x: np.ndarray, name: str, settings: MseSettings) -> np.ndarray:

@@ -28,6 +28,7 @@ import scipy.sparse
 
 
 _FOLD_WIDTH = 256
+_MIN_BAND_BINS = 16
 
 
 def prime_factors(q: int) -> dict[int, int]:
@@ -224,6 +225,53 @@ class EnergyPlan:
         return _row_sums(cols, data, self.n)
 
 
+class BandNoise:
+    """Expected E_S(q) of the noise in a signal, for every period of a range.
+
+    The noise spectrum is modelled as piecewise constant over ``bands``
+    log-spaced frequency bands (each at least _MIN_BAND_BINS periodogram bins
+    wide), its level in a band being the median periodogram value divided by
+    ln 2 (the median of an exponential variable). Medians ignore the few bins
+    that periodic sound concentrates its energy in. For Gaussian noise of
+    spectrum S, E[E_S(q)] = sum over the phi(q) frequencies k/q, gcd(k, q) = 1,
+    of S(k/q): a fixed count matrix (periods x bands) times the band levels.
+    Built once per (signal length, period range, bands).
+    """
+
+    def __init__(self, n: int, periods: np.ndarray, bands: int) -> None:
+        if bands < 1:
+            raise ValueError(f"bands must be >= 1, got {bands}")
+        self.n = n
+        half = n // 2 + 1
+        q_max = int(periods[-1])
+        wanted = np.ceil(np.geomspace(n / (2 * q_max), n / 2, bands)).astype(np.int64)[:-1]
+        edges = [0]
+        for edge in wanted:
+            if edge - edges[-1] >= _MIN_BAND_BINS and half - edge >= _MIN_BAND_BINS:
+                edges.append(int(edge))
+        edges.append(half)
+        self.edges = np.array(edges)
+        self.counts = np.zeros((periods.size, self.edges.size - 1))
+        for row, q in enumerate(periods):
+            k = np.arange(q)
+            k = k[np.gcd(k, q) == 1]
+            position = np.minimum(k, q - k) * (n / q)  # in periodogram bins, folded to [0, n/2]
+            band = np.searchsorted(self.edges, position, side="right") - 1
+            self.counts[row] = np.bincount(np.minimum(band, self.edges.size - 2), minlength=self.edges.size - 1)
+
+    def levels(self, x: np.ndarray) -> np.ndarray:
+        """Noise level per band (energy per sample per frequency, floored above zero)."""
+        spectrum = scipy.fft.rfft(x)
+        power = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag
+        medians = np.array([np.median(power[a:b]) for a, b in zip(self.edges[:-1], self.edges[1:])])
+        floor = max(1e-12 * float(np.einsum("i,i->", x, x)) / self.n, float(np.finfo(np.float64).tiny))
+        return np.maximum(medians / (self.n * np.log(2.0)), floor)
+
+    def expected_energies(self, x: np.ndarray) -> np.ndarray:
+        """Expected E_S(q) of noise with the band levels of ``x``, for every period."""
+        return np.einsum("qb,b->q", self.counts, self.levels(x))
+
+
 def _row_sums(cols: list[np.ndarray], data: list[np.ndarray], width: int) -> scipy.sparse.csr_matrix:
     """CSR matrix whose row i has entries data[i] at columns cols[i]."""
     indptr = np.concatenate([[0], np.cumsum([c.size for c in cols], dtype=np.int64)])
@@ -279,6 +327,7 @@ def _positive(q: int, what: str) -> int:
 
 
 __all__ = [
+    "BandNoise",
     "EnergyPlan",
     "coprime_bins",
     "fold_mean",

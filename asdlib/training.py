@@ -196,8 +196,10 @@ def fit(
             log.info("%s: resuming after epoch %d", print_name, len(history))
         resumed_from = len(history)
 
+        # A last batch of one clip would break BatchNorm in training mode: drop it.
+        drop_last = len(train_set) > 1 and len(train_set) % settings.batch_size == 1
         loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, generator=generator,
-                            num_workers=0, drop_last=len(train_set) % settings.batch_size == 1)
+                            num_workers=0, drop_last=drop_last)
         if len(loader) == 0:
             raise ValueError(f"{print_name}: the training set is empty")
         remaining = range(resumed_from, settings.epochs)

@@ -95,8 +95,12 @@ def main() -> None:
         specs = clip_specs(settings)
         waves = {s: read_audio(root / s.relative_path, sample_rate=settings.sample_rate) for s in specs}
 
-    peaks = np.array([np.max(np.abs(w)) for w in waves.values()])
-    print(f"peaks: max {peaks.max():.3f}, clips at the 0.98 guard: {(peaks > 0.975).sum()}")
+    guarded = defaultdict(int)
+    for s, w in waves.items():
+        if np.max(np.abs(w)) > 0.975:
+            guarded[f"{s.machine_type}/{s.label}"] += 1
+    peak = max(float(np.max(np.abs(w))) for w in waves.values())
+    print(f"peaks: max {peak:.3f}; clips scaled down by the clipping guard: {dict(guarded) or 0}")
     with torch.no_grad():
         vectors = {s: stack_frames(frontend(torch.from_numpy(w))).numpy() for s, w in waves.items()}
     rms_db = {s: 10 * np.log10(np.mean(np.square(w, dtype=np.float64)) + 1e-20) for s, w in waves.items()}
@@ -129,8 +133,11 @@ def main() -> None:
             faults = {s: clip_fault(s.machine_type, s.machine_index, s.split, s.label, s.index, settings)
                       for s in anomaly}
             for kind in sorted({f.kind for f in faults.values()}):
-                these = [det[s] for s in anomaly if faults[s].kind == kind]
-                by_kind[(machine_type, kind)].append((auc_pair([det[s] for s in normal], these)[0], len(these)))
+                these = [s for s in anomaly if faults[s].kind == kind]
+                by_kind[(machine_type, kind)].append((
+                    auc_pair([det[s] for s in normal], [det[s] for s in these])[0],
+                    auc_pair([rms_db[s] for s in normal], [rms_db[s] for s in these])[0],
+                    len(these)))
     print(f"detector: {args.detector} ({'%d epochs' % args.epochs if args.detector == 'ae' else '%d components' % args.pca_components}),"
           f" train+score {time.perf_counter() - start:.1f} s")
 
@@ -149,10 +156,11 @@ def main() -> None:
     aucs = [r[2] for r in rows]
     print(f"per-ID AUC range {min(aucs):.3f} .. {max(aucs):.3f}")
 
-    print("\nAUC per fault kind (normal test clips of each ID vs that ID's clips with the fault; mean over IDs)")
+    print("\nAUC per fault kind (each ID's normal test clips vs its clips with that fault; mean over IDs)")
+    print(f"  {'type':8s} {'fault':14s} {'AUC':>6s} {'RMS AUC':>8s}")
     for (machine_type, kind), values in sorted(by_kind.items()):
-        n = sum(c for _, c in values)
-        print(f"  {machine_type:8s} {kind:14s} {np.mean([a for a, _ in values]):6.3f}  ({n} clips)")
+        det_auc, rms_auc, n = np.mean([v[0] for v in values]), np.mean([v[1] for v in values]), sum(v[2] for v in values)
+        print(f"  {machine_type:8s} {kind:14s} {det_auc:6.3f} {rms_auc:8.3f}  ({n} clips)")
 
 
 if __name__ == "__main__":

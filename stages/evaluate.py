@@ -15,7 +15,7 @@ import pandas as pd
 
 from asdlib.fileio import atomic_path, write_json, write_text
 from asdlib.metrics import evaluate_scores, roc_points
-from asdlib.plots import plot_auc_vs_snr, plot_roc_curves, plot_score_histograms
+from asdlib.plots import plot_auc_vs_snr, plot_roc, plot_score_histograms
 from asdlib.reporting import auc_vs_snr_table, condition_snr, summary_markdown
 
 from stages.common import DATA, METRICS, params_section, run
@@ -73,7 +73,7 @@ def _write_roc(rows: pd.DataFrame, column: str, cfg: EvaluateParams, name: str, 
     wide = points.pivot(index="fpr", columns="machine_type", values="tpr").reset_index()
     with atomic_path(METRICS / "roc" / f"{stem}.csv") as tmp:
         wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-    plot_roc_curves(rows, METRICS / "plots" / "roc" / f"{stem}.png", score_column=column, title=stem)
+    plot_roc(rows, METRICS / "plots" / "roc" / f"{stem}.png", score_column=column, title=stem)
     plot_score_histograms(rows, METRICS / "plots" / "hist" / f"{stem}.png", score_column=column,
                           title=stem)
 

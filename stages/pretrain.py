@@ -18,11 +18,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from asdlib.audio import read_audio
 from asdlib.config import load_yaml
 from asdlib.corpora.audioset_music import prepare_audioset_music
 from asdlib.detectors import build_detector
-from asdlib.manifest import read_manifest
+from asdlib.manifest import read_clip, read_manifest
 from asdlib.store import fingerprint
 
 from stages.common import DATA, PARAMS_FILE, WORK, params_section, run
@@ -68,10 +67,8 @@ def _generic_rows(cfg: PretrainParams) -> pd.DataFrame:
 
 
 def _read(row: pd.Series) -> np.ndarray:
-    """A clip from its file: music at any rate is resampled; corpora are cropped as listed."""
-    num_samples = row.get("num_samples")
-    return read_audio(row["path"], channel=int(row["channel"]), resample=row["dataset"] == "audioset_music",
-                      num_samples=int(num_samples) if pd.notna(num_samples) else None)
+    """A clip from its file; music comes at any rate and is resampled."""
+    return read_clip(row, resample=row["dataset"] == "audioset_music")
 
 
 if __name__ == "__main__":

@@ -62,3 +62,20 @@ def test_load_yaml_errors(tmp_path):
     bad.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_yaml(bad)
+
+
+@dataclass(frozen=True)
+class Train:
+    lr: float = 1e-3
+    epochs: int = 10
+
+
+@dataclass(frozen=True)
+class Model:
+    train: Train = Train(lr=1e-4)
+
+
+def test_partial_nested_mapping_keeps_field_default_instance():
+    cfg = parse(Model, {"train": {"epochs": 3}})
+    assert cfg.train == Train(lr=1e-4, epochs=3)
+    assert parse(Model, {}).train.lr == 1e-4

@@ -145,6 +145,14 @@ def impulse_train(n: int, positions: np.ndarray, amplitudes: np.ndarray | float)
     return out
 
 
+def impacts(n: int, positions: np.ndarray, amplitudes: np.ndarray | float, contact_samples: int) -> np.ndarray:
+    """Impact forces: Hann-shaped pulses ``contact_samples`` long (the contact time,
+    which sets how far up the spectrum an impact reaches) with peak ``amplitudes``."""
+    pulses = impulse_train(n, positions, amplitudes)
+    window = np.hanning(contact_samples + 2)[1:-1]
+    return lfilter(window, [1.0], pulses)
+
+
 def crossings(angle: np.ndarray) -> np.ndarray:
     """Sample indices where a (non-decreasing) angle passes a multiple of 2*pi."""
     turns = np.floor(angle / TWO_PI)

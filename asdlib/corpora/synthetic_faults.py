@@ -18,6 +18,7 @@ from asdlib.corpora.synthetic_dsp import (
     TWO_PI,
     band_gain,
     crossings,
+    impacts,
     impulse_train,
     resonate,
     rms,
@@ -129,13 +130,22 @@ def friction_bursts(
     return envelope * mix
 
 
+def per_event_level(x: np.ndarray, events: int, sample_rate: int, frame_s: float = 0.064) -> np.ndarray:
+    """Scale transient sound so that each of its ``events`` carries the energy of one
+    ``frame_s`` frame at unit RMS: the level a frame-based detector sees."""
+    energy = float(np.sum(np.square(x)))
+    if events == 0 or energy == 0.0:
+        return x
+    return x / np.sqrt(energy / (events * frame_s * sample_rate))
+
+
 def rattle(
     n: int, sample_rate: int, times_s: np.ndarray, amplitudes: np.ndarray,
     rng: np.random.Generator, structure: Resonances, bounces: int,
 ) -> np.ndarray:
     """Loose parts knocking: each impact at ``times_s`` is followed by up to
     ``bounces`` weaker ones 3-15 ms apart, all ringing the machine's structure and
-    a short high click. Impacts have peak ``amplitudes`` before the resonances."""
+    a short high click. Unit level per primary impact (:func:`per_event_level`)."""
     positions, amps = [], []
     for time, amp in zip(times_s, amplitudes):
         t = time
@@ -143,6 +153,6 @@ def rattle(
             positions.append(int(round(t * sample_rate)))
             amps.append(amp * (0.55 ** b) * rng.uniform(0.7, 1.0))
             t += rng.uniform(0.003, 0.015)
-    pulses = impulse_train(n, np.array(positions, dtype=np.int64), np.array(amps))
-    click = resonate(pulses, sample_rate, np.array([3200.0]), np.array([4.0]), np.array([1.0]), direct=0.2)
-    return structure.apply(pulses, sample_rate) + click
+    force = impacts(n, np.array(positions, dtype=np.int64), np.array(amps), contact_samples=6)
+    click = resonate(force, sample_rate, np.array([3200.0]), np.array([4.0]), np.array([1.0]))
+    return per_event_level(structure.apply(force, sample_rate) + click, len(times_s), sample_rate)

@@ -30,14 +30,14 @@ from asdlib.corpora.synthetic_dsp import (
     db_to_amp,
     decaying_bursts,
     harmonic_sum,
-    impulse_train,
+    impacts,
     phase_from_frequency,
     resonate,
     rms,
     shaped_noise,
     smooth_random,
 )
-from asdlib.corpora.synthetic_faults import bearing_impacts, friction_bursts, rattle
+from asdlib.corpora.synthetic_faults import bearing_impacts, friction_bursts, per_event_level, rattle
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def draw_profile(machine_type: str, index: int, type_rng: np.random.Generator,
         hold_share=float(rng.uniform(0.3, 0.6)),
         rolling_hz=float(np.exp(rng.uniform(np.log(800.0), np.log(3000.0)))),
         rolling_db=float(rng.uniform(-8.0, 0.0)),
-        stop_knock=float(rng.uniform(2.0, 8.0)),
+        stop_knock=float(rng.uniform(0.5, 2.0)),
         structure=draw_resonances(rng, 4, 200.0, 5000.0, 5.0, 30.0),
         bearing=draw_bearing(rng),
         squeal_hz=float(np.exp(rng.uniform(np.log(900.0), np.log(3000.0)))),
@@ -165,7 +165,8 @@ def render(p: SliderProfile, c: SliderCondition, fault: Fault | None, n: int,
     theta = phase_from_frequency(motor_hz, sample_rate, rng.uniform(0, TWO_PI))
     travel = phase_from_frequency(np.abs(motor_hz), sample_rate)
 
-    knocks = impulse_train(n, motion.stops, p.stop_knock * rng.uniform(0.7, 1.0, motion.stops.size))
+    knocks = impacts(n, motion.stops, p.stop_knock * rng.uniform(0.7, 1.0, motion.stops.size),
+                     contact_samples=int(0.001 * sample_rate))
     forces = harmonic_sum(theta, p.motor_coeffs) * speed ** 0.7 \
         + harmonic_sum(p.ball_order * theta, p.ball_coeffs) * speed + knocks
     t = np.arange(n) / sample_rate
@@ -177,21 +178,21 @@ def render(p: SliderProfile, c: SliderCondition, fault: Fault | None, n: int,
     reference = rms(machine)
 
     if kind == "bearing":
-        impacts, _ = bearing_impacts(travel, p.bearing, sample_rate, rng, speed_envelope=speed)
-        machine += reference * fault.level(-34.0, -8.0) * impacts
+        defect_hits, _ = bearing_impacts(travel, p.bearing, sample_rate, rng, speed_envelope=speed)
+        machine += reference * fault.level(-20.0, 4.0) * defect_hits
     elif kind == "stick_slip":
         envelope = decaying_bursts(n, slips, rng.uniform(0.004, 0.02, slips.size) * sample_rate,
                                    rng.uniform(0.4, 1.0, slips.size))
         squeal = friction_bursts(np.minimum(envelope, 1.0), sample_rate, rng, p.squeal_hz * 1.3,
                                  p.squeal_hz, squeal_share=0.7)
-        machine += reference * fault.level(-30.0, -4.0) * squeal
+        machine += reference * fault.level(-40.0, -10.0) * squeal
     elif kind == "looseness":
         events = np.concatenate([motion.starts, motion.stops]) / sample_rate
         rat = rattle(n, sample_rate, events, rng.uniform(0.5, 1.0, events.size), rng, p.structure,
                      bounces=int(round(fault.scale(1, 4))))
-        machine += reference * fault.level(-24.0, 2.0) * rat / max(np.max(np.abs(rat)), 1e-12)
+        machine += reference * fault.level(-16.0, 8.0) * rat
     elif kind == "rail_defect":
-        machine += reference * fault.level(-24.0, 2.0) * _rail_knocks(motion, speed, p, sample_rate, rng)
+        machine += reference * fault.level(-12.0, 12.0) * _rail_knocks(motion, speed, p, sample_rate, rng)
     return machine
 
 
@@ -199,7 +200,7 @@ def _stick_slip(speed: np.ndarray, fault: Fault, sample_rate: int,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Jerky travel: the carriage sticks (slower) then slips (faster) at 8-25 Hz with
     the same mean speed; returns the new speed and the sample indices of the slips."""
-    depth = fault.scale(0.1, 0.7)
+    depth = fault.scale(0.02, 0.5)
     cycle = np.cumsum(rng.uniform(8.0, 25.0) * (speed > 0.05)) / sample_rate
     frac = cycle % 1.0
     stick = 0.6
@@ -211,12 +212,12 @@ def _stick_slip(speed: np.ndarray, fault: Fault, sample_rate: int,
 def _rail_knocks(motion: _Motion, speed: np.ndarray, p: SliderProfile, sample_rate: int,
                  rng: np.random.Generator) -> np.ndarray:
     """Knocks where the carriage rolls over damaged spots of the rail, harder at
-    higher speed; unit peak."""
+    higher speed; unit level per knock (:func:`per_event_level`)."""
     n = len(speed)
     spots = rng.uniform(0.1, 0.9, int(rng.integers(1, 3)))
     hits = [np.flatnonzero(np.diff(np.sign(motion.position - s)) != 0) + 1 for s in spots]
     hits = np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
-    pulses = impulse_train(n, hits, speed[hits] * rng.uniform(0.8, 1.0, hits.size))
-    ringing = p.structure.apply(pulses, sample_rate) + resonate(
-        pulses, sample_rate, np.array([p.bearing.resonance_hz]), np.array([6.0]), np.array([1.0]))
-    return ringing / max(np.max(np.abs(ringing)), 1e-12)
+    force = impacts(n, hits, speed[hits] * rng.uniform(0.8, 1.0, hits.size), contact_samples=4)
+    ringing = p.structure.apply(force, sample_rate) + resonate(
+        force, sample_rate, np.array([p.bearing.resonance_hz]), np.array([6.0]), np.array([1.0]))
+    return per_event_level(ringing, hits.size, sample_rate)

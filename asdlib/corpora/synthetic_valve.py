@@ -6,8 +6,10 @@ high-frequency modes and a low thump); while open, the flow hisses in the ID's
 band; an AC coil buzzes at twice the line frequency while energised; the
 supply pump hums faintly all the time (the periodic part). Timing jitters by a
 few milliseconds between cycles. Faults: changed timing of one opening, a leak
-(hiss while closed), chatter (the armature bounces) and sticking (the armature
-lags the coil, the valve opens slowly and only partly).
+(hiss while closed), chatter (the disc flutters against its seat while open,
+tapping and chopping the flow) and sticking (the armature
+lags the coil, then breaks free and slams; the valve opens slowly and only
+partly: less flow, and the throttled jet through the narrow gap whistles).
 """
 
 from __future__ import annotations
@@ -140,18 +142,21 @@ def render(p: ValveProfile, c: ValveCondition, fault: Fault | None, n: int,
     close_amps = p.close_knock * knock * rng.uniform(0.8, 1.0, closes.size)
     hits = [(opens, open_amps), (closes, close_amps)]
     if kind == "sticking":
-        delay = fault.scale(0.004, 0.05)
+        delay = fault.scale(0.002, 0.02)
         flow_opens = opens + delay
-        ramp = p.ramp_s * fault.scale(1.5, 5.0)
-        flow_db = -fault.scale(0.5, 6.0)
-        hits = [(opens, 0.25 * open_amps), (flow_opens, 0.8 * open_amps), (closes, close_amps)]
-    elif kind == "chatter":
-        hits += _bounces(opens, open_amps, fault, rng) + _bounces(closes, close_amps, fault, rng)
+        ramp = p.ramp_s * fault.scale(1.2, 3.0)
+        flow_db = -fault.scale(0.5, 2.0)
+        hits = [(opens, 0.3 * open_amps), (flow_opens, fault.scale(1.0, 1.3) * open_amps), (closes, close_amps)]
+    flutter = np.ones(n)
+    if kind == "chatter":
+        flutter, taps = _flutter(n, sample_rate, opens, closes, fault, rng)
+        hits.append((taps / sample_rate, fault.scale(0.1, 0.35) * p.close_knock * knock
+                     * rng.uniform(0.6, 1.0, taps.size)))
     pulses = sum(impulse_train(n, np.round(times * sample_rate), amps) for times, amps in hits)
     knocks = p.body.apply(pulses, sample_rate) + resonate(
         pulses, sample_rate, np.array([p.thump_hz]), np.array([3.0]), np.array([0.5]))
 
-    flow = gate(n, sample_rate, list(zip(flow_opens, closes)), ramp)
+    flow = gate(n, sample_rate, list(zip(flow_opens, closes)), ramp) * flutter
     hiss = shaped_noise(n, sample_rate, band_gain(p.hiss_hz, p.hiss_octaves), rng)
     t = np.arange(n) / sample_rate
     pump = harmonic_sum(TWO_PI * p.pump_hz * t + rng.uniform(0, TWO_PI), p.pump_coeffs)
@@ -159,18 +164,28 @@ def render(p: ValveProfile, c: ValveCondition, fault: Fault | None, n: int,
         + harmonic_sum(TWO_PI * p.buzz_hz * t, p.buzz_coeffs) * coil + pump * db_to_amp(c.pump_db)
     if kind == "leak":
         whistle = shaped_noise(n, sample_rate, band_gain(p.hiss_hz * rng.uniform(1.3, 2.2), 0.35), rng)
-        machine += fault.level(-36.0, -8.0) * whistle * (1.0 - flow)
+        machine += fault.level(-28.0, 0.0) * whistle * (1.0 - flow)
+    elif kind == "sticking":
+        whistle = shaped_noise(n, sample_rate, band_gain(p.hiss_hz * 2.0 ** rng.uniform(1.0, 1.8), 0.15), rng)
+        machine += fault.level(-28.0, 0.0) * whistle * flow
     return machine
 
 
-def _bounces(times: np.ndarray, amps: np.ndarray, fault: Fault,
-             rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The armature bouncing off its stop: extra, weaker knocks a few ms after some events."""
-    chosen = rng.random(times.size) < fault.scale(0.4, 1.0)
-    out = []
-    offset = np.zeros(times.size)
-    strength = fault.scale(0.15, 0.7)
-    for b in range(1, 1 + int(round(fault.scale(1, 4)))):
-        offset = offset + rng.uniform(0.003, 0.012, times.size)
-        out.append((times[chosen] + offset[chosen], amps[chosen] * strength ** b))
-    return out
+def _flutter(n: int, sample_rate: int, opens: np.ndarray, closes: np.ndarray, fault: Fault,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Chatter: on some openings the disc oscillates against its seat at 20-60 Hz.
+    Returns the flow multiplier (0..1) and the sample indices of the seat taps."""
+    rate = rng.uniform(20.0, 60.0)
+    depth = fault.scale(0.3, 0.9)
+    flutter = np.ones(n)
+    taps = []
+    for start, stop in zip(opens, closes):
+        if rng.random() >= fault.scale(0.5, 1.0):
+            continue
+        lo, hi = max(0, int(start * sample_rate)), min(n, int(stop * sample_rate))
+        if hi <= lo:
+            continue
+        cycles = rate * (np.arange(lo, hi) - lo) / sample_rate + rng.uniform(0.0, 1.0)
+        flutter[lo:hi] = 1.0 - depth * (0.5 + 0.5 * np.cos(2 * np.pi * cycles))
+        taps.extend(lo + np.flatnonzero(np.diff(np.floor(cycles)) != 0) + 1)
+    return flutter, np.array(taps, dtype=np.int64)

@@ -47,7 +47,7 @@ class STgramMFNTrainSettings(TrainSettings):
     """Published optimisation (Adam lr 1e-4, cosine after epoch 20 to 1e-5) with a
     CPU-sized batch and epoch count (published: batch 128, 300 epochs)."""
 
-    epochs: int = 10
+    epochs: int = 2
     batch_size: int = 32
     lr: float = 1e-4
     scheduler: Literal["none", "cosine"] = "cosine"

@@ -1,0 +1,155 @@
+"""Figures of the evaluation: ROC curves, score histograms, AUC against SNR.
+
+Each function draws one PNG (written atomically, without a timestamp, so equal
+data gives equal bytes) using matplotlib's object-oriented API with the Agg
+renderer; no global pyplot state is touched.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from asdlib.fileio import atomic_path
+
+PANEL_SIZE = (4.2, 3.6)  # inches per panel
+MAX_COLUMNS = 3
+_CONDITION_DB = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(?:db)?\s*$", re.IGNORECASE)
+_INPUT_STYLES = {"raw": "-", "mse": "--"}
+_OTHER_STYLES = (":", "-.")
+
+
+def plot_roc(df: pd.DataFrame, path: str | Path, score_column: str = "score", title: str = "") -> None:
+    """One panel per machine type, one ROC curve per machine ID (its AUC in the legend)."""
+    scored = _scored(df, score_column)
+    types = sorted(scored["machine_type"].unique())
+    fig, axes = _panels(len(types))
+    for ax, machine_type in zip(axes, types):
+        rows = scored[scored["machine_type"] == machine_type]
+        for machine_id, id_rows in rows.groupby("machine_id", sort=True):
+            y = (id_rows["label"] == "anomaly").to_numpy(int)
+            if y.min() == y.max():
+                continue  # AUC undefined without both classes; metrics report this as an error
+            fpr, tpr, _ = roc_curve(y, id_rows[score_column])
+            ax.plot(fpr, tpr, drawstyle="steps-post",
+                    label=f"{machine_id} (AUC {roc_auc_score(y, id_rows[score_column]):.3f})")
+        ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
+        ax.set(title=str(machine_type), xlabel="false positive rate", ylabel="true positive rate",
+               xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(loc="lower right", fontsize="small")
+    _finish(fig, axes, len(types), title or f"ROC per machine ID ({score_column})", path)
+
+
+def plot_score_histograms(df: pd.DataFrame, path: str | Path, score_column: str = "score",
+                          bins: int = 30, title: str = "") -> None:
+    """One panel per machine type: histograms of the scores of normal and anomalous clips."""
+    scored = _scored(df, score_column)
+    types = sorted(scored["machine_type"].unique())
+    fig, axes = _panels(len(types))
+    for ax, machine_type in zip(axes, types):
+        rows = scored[scored["machine_type"] == machine_type]
+        edges = np.histogram_bin_edges(rows[score_column].to_numpy(np.float64), bins=bins)
+        for label, color in (("normal", "tab:blue"), ("anomaly", "tab:red")):
+            values = rows.loc[rows["label"] == label, score_column].to_numpy(np.float64)
+            if len(values):
+                ax.hist(values, bins=edges, alpha=0.55, color=color, label=f"{label} ({len(values)})")
+        ax.set(title=str(machine_type), xlabel=f"anomaly score ({score_column})", ylabel="clips")
+        ax.legend(fontsize="small")
+    _finish(fig, axes, len(types), title or "Anomaly scores, normal vs anomalous clips", path)
+
+
+def plot_auc_vs_snr(table: pd.DataFrame, path: str | Path, metric: str = "auc", title: str = "") -> None:
+    """``metric`` against the SNR condition, one line per model x input.
+
+    ``table`` is tidy: columns model, input, condition (``clean``, ``-6dB``, ``0dB``,
+    ``6`` ...) and ``metric``; with a machine_type column there is one panel per
+    type, and repeated rows of one (model, input, condition) are averaged. ``clean``
+    is placed at the right end. Colour tells the model; the line style tells the
+    input (``raw`` solid, ``mse`` dashed).
+    """
+    missing = [c for c in ("model", "input", "condition", metric) if c not in table.columns]
+    if missing:
+        raise ValueError(f"AUC table lacks columns {missing}")
+    if table.empty:
+        raise ValueError("AUC table has no rows")
+    positions = condition_positions(table["condition"].astype(str).unique())
+    panels = sorted(table["machine_type"].unique()) if "machine_type" in table.columns else [None]
+    models = sorted(table["model"].unique())
+    colors = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    inputs = sorted(table["input"].unique())
+    styles = {name: _INPUT_STYLES.get(name, _OTHER_STYLES[i % len(_OTHER_STYLES)]) for i, name in enumerate(inputs)}
+    fig, axes = _panels(len(panels), panel_size=(5.0, 3.8))
+    for ax, panel in zip(axes, panels):
+        rows = table if panel is None else table[table["machine_type"] == panel]
+        means = rows.groupby(["model", "input", "condition"], sort=True)[metric].mean().reset_index()
+        for (model, input_name), line in means.groupby(["model", "input"], sort=True):
+            x = line["condition"].astype(str).map(positions)
+            order = np.argsort(x.to_numpy())
+            ax.plot(x.to_numpy()[order], line[metric].to_numpy()[order], marker="o", color=colors[model],
+                    linestyle=styles[input_name], label=f"{model} / {input_name}")
+        ax.set_xticks(list(positions.values()), list(positions.keys()))
+        if len(set(positions.values())) > 1 and "clean" in {str(c).strip().lower() for c in positions}:
+            numeric_right, clean_x = sorted(set(positions.values()))[-2:]
+            ax.axvline((numeric_right + clean_x) / 2, color="0.7", linewidth=0.8, linestyle=":")
+        ax.set(title="" if panel is None else str(panel), xlabel="SNR condition", ylabel=metric.upper())
+        ax.grid(alpha=0.3)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small",
+               handlelength=3.0)
+    _finish(fig, axes, len(panels), title or f"{metric.upper()} against SNR", path)
+
+
+def condition_positions(conditions: Sequence[str]) -> dict[str, float]:
+    """x position of each condition name, in plotting order: SNRs in dB, then ``clean``.
+
+    ``clean`` sits one typical SNR step right of the highest SNR.
+    """
+    numeric, clean = {}, []
+    for name in conditions:
+        if str(name).strip().lower() == "clean":
+            clean.append(name)
+            continue
+        match = _CONDITION_DB.match(str(name))
+        if match is None:
+            raise ValueError(f"condition {name!r} is neither 'clean' nor an SNR like '-6dB'")
+        numeric[name] = float(match.group(1))
+    positions = dict(sorted(numeric.items(), key=lambda item: item[1]))
+    if clean:
+        values = sorted(set(positions.values()))
+        step = min(np.diff(values)) if len(values) > 1 else 6.0
+        right = (values[-1] + step) if values else 0.0
+        positions.update({name: right for name in clean})
+    return positions
+
+
+def _scored(df: pd.DataFrame, score_column: str) -> pd.DataFrame:
+    missing = [c for c in ("machine_type", "machine_id", "label", score_column) if c not in df.columns]
+    if missing:
+        raise ValueError(f"scores table lacks columns {missing}")
+    scored = df[df["label"].isin(["normal", "anomaly"])]
+    if scored.empty:
+        raise ValueError("no clips labelled normal or anomaly to plot")
+    return scored
+
+
+def _panels(n: int, panel_size: tuple[float, float] = PANEL_SIZE) -> tuple[Figure, list[Axes]]:
+    cols = min(n, MAX_COLUMNS)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(panel_size[0] * cols, panel_size[1] * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    return fig, axes
+
+
+def _finish(fig: Figure, axes: list[Axes], used: int, title: str, path: str | Path) -> None:
+    for ax in axes[used:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})

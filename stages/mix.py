@@ -1,0 +1,42 @@
+"""Stage `mix`: every clip at every SNR condition, into data/mix/<type>/<condition>.h5.
+
+Writes data/mix/manifest.csv with one row per mixture (clip id
+`<source clip id>@<condition>`). A corpus that is noisy already (MIMII: its rows
+carry a `condition`) is stored as recorded, under its own conditions.
+"""
+
+from __future__ import annotations
+
+import shutil
+from functools import partial
+
+from asdlib.manifest import read_clip, read_manifest, write_manifest
+from asdlib.mixing import MixSettings, build_mixtures, store_native
+from asdlib.parallel import ParallelSettings
+
+from stages.common import DATA, WORK, params_section, run
+from stages.corpus_params import corpus_params
+
+OUT = DATA / "mix"
+
+
+def main() -> None:
+    settings = params_section("mix", MixSettings)
+    parallel = params_section("parallel", ParallelSettings)
+    read_clip_ = partial(read_clip, resample=corpus_params().resample)
+    manifest = read_manifest(DATA / "manifest.csv")
+    tmp = OUT.with_name(".mix.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if "condition" in manifest.columns:
+        mixtures = store_native(manifest, tmp, WORK / "mix", settings, parallel, read_clip_)
+    else:
+        mixtures = build_mixtures(manifest, DATA / "noise", tmp, WORK / "mix", settings, parallel, read_clip_)
+    mixtures["store"] = mixtures["store"].str.replace(str(tmp), str(OUT), regex=False)
+    write_manifest(mixtures, tmp / "manifest.csv")
+    shutil.rmtree(OUT, ignore_errors=True)
+    tmp.rename(OUT)
+    print(mixtures.groupby(["condition", "split"]).size().to_string())
+
+
+if __name__ == "__main__":
+    run(main)

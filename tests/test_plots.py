@@ -1,0 +1,71 @@
+"""Plots write readable, non-empty PNGs; the SNR axis is ordered with 'clean' last."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from asdlib.metrics import evaluate_scores
+from asdlib.plots import condition_positions, plot_auc_vs_snr, plot_roc, plot_score_histograms
+
+
+def _scores(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for machine_type, shift in (("fan", 1.0), ("pump", 2.0), ("valve", 0.5), ("slider", 3.0)):
+        for machine_id in ("id_00", "id_02"):
+            for label, mean, n in (("normal", 0.0, 20), ("anomaly", shift, 10)):
+                for k, s in enumerate(rng.normal(mean, 1.0, n)):
+                    rows.append(dict(clip_id=f"{machine_type}_{machine_id}_{label}_{k}", machine_type=machine_type,
+                                     machine_id=machine_id, label=label, score=s))
+    return pd.DataFrame(rows)
+
+
+def _check_png(path) -> np.ndarray:
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+    return image
+
+
+def test_roc_and_histograms(tmp_path):
+    df = _scores()
+    plot_roc(df, tmp_path / "roc.png")
+    plot_score_histograms(df, tmp_path / "hist.png")
+    _check_png(tmp_path / "roc.png")
+    _check_png(tmp_path / "hist.png")
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary files left behind
+    plot_roc(df, tmp_path / "again.png")
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "roc.png").read_bytes()
+
+
+def test_auc_vs_snr_from_metrics(tmp_path):
+    rows = []
+    for model in ("dense_ae", "stgram_mfn"):
+        for input_name in ("raw", "mse"):
+            for k, condition in enumerate(("clean", "-6dB", "0dB", "6dB")):
+                result = evaluate_scores(_scores(seed=k))
+                rows += [{"model": model, "input": input_name, "condition": condition, "machine_type": t,
+                          "auc": result[t]["mean"]["auc"], "pauc": result[t]["mean"]["pauc"]}
+                         for t in result if t != "overall"]
+    table = pd.DataFrame(rows)
+    plot_auc_vs_snr(table.drop(columns="machine_type"), tmp_path / "snr.png")  # averaged over types
+    _check_png(tmp_path / "snr.png")
+    plot_auc_vs_snr(table, tmp_path / "snr_types.png", metric="pauc")
+    _check_png(tmp_path / "snr_types.png")
+
+
+def test_condition_positions():
+    positions = condition_positions(["clean", "6dB", "-6dB", "0dB"])
+    assert list(positions) == ["-6dB", "0dB", "6dB", "clean"]
+    assert positions["clean"] == 12.0
+    assert condition_positions(["-5", "clean"]) == {"-5": -5.0, "clean": 1.0}
+    with pytest.raises(ValueError, match="'noisy'"):
+        condition_positions(["noisy"])
+
+
+def test_missing_columns():
+    with pytest.raises(ValueError, match="lacks columns"):
+        plot_auc_vs_snr(pd.DataFrame({"model": ["a"]}), "unused.png")
