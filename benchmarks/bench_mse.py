@@ -150,7 +150,7 @@ def main() -> None:
     rel = float(np.max(np.abs(ref_signal.astype(np.float64) - result.signal)) / np.max(np.abs(result.signal)))
     print(f"reference (fold per candidate, Python loop over q): {ref_seconds:.2f} s per clip")
     print(f"same periods as the reference: {same}; max relative output difference: {rel:.2e}")
-    print(f"periods: {list(result.periods)}")
+    print(f"periods: {[int(q) for q in result.periods]}")
     assert same, (ref_periods, list(result.periods))
     assert rel <= 1e-6, rel
 

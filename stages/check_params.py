@@ -19,14 +19,14 @@ from stages.corpus_params import corpus_params
 from stages.evaluate import EvaluateParams
 from stages.mse import MseParams
 from stages.pretrain import PretrainParams
-from stages.snr import SnrParams
+from asdlib.snr_estimation import SnrEstimatorSettings
 from stages.train import TrainParams
 
 SECTIONS = {
     "parallel": ParallelSettings,
     "noise": NoiseBankSettings,
     "mix": MixSettings,
-    "snr": SnrParams,
+    "snr": SnrEstimatorSettings,
     "mse": MseParams,
     "pretrain": PretrainParams,
     "train": TrainParams,

@@ -18,11 +18,13 @@ def download(cfg: CorpusParams) -> Path:
     """Fetch (or find, when already complete) the archives; return the extracted root."""
     target = Path(cfg.download_dir).resolve() / cfg.source
     mirror = cfg.mirror or None
+    archive_list = Path(cfg.archive_list).resolve() if cfg.archive_list else None
     if cfg.source == "dcase2020":
         parts = [DCASE_PARTS[s] for s in cfg.dcase2020_subsets]
-        return download_dcase2020(target, machine_types=cfg.machine_types, parts=parts, mirror=mirror)
+        return download_dcase2020(target, machine_types=cfg.machine_types, parts=parts, mirror=mirror,
+                                  manifest=archive_list)
     return download_mimii(target, machine_types=cfg.machine_types, snr_levels=cfg.mimii_levels,
-                          mirror=mirror)
+                          mirror=mirror, manifest=archive_list)
 
 
 def prepare(cfg: CorpusParams, root: Path) -> pd.DataFrame:

@@ -16,13 +16,15 @@ from stages.common import PARAMS_FILE, params_section
 class CorpusParams:
     """source: synthetic (built in), dcase2020 / mimii (downloaded into download_dir,
     or read from there when already present), or folder (any folder in the DCASE
-    2020 Task 2 layout, e.g. one you already have)."""
+    2020 Task 2 layout, e.g. one you already have). archive_list: an archives.json
+    replacing the packaged one (a mirror whose files have other checksums)."""
 
     source: Literal["synthetic", "dcase2020", "mimii", "folder"] = "synthetic"
     machine_types: list[str] = field(default_factory=lambda: ["fan", "pump", "slider", "valve"])
     folder: str = ""
     download_dir: str = "downloads"
     mirror: str = ""
+    archive_list: str = ""
     channel: int = 0
     resample: bool = False
     mimii_levels: list[str] = field(default_factory=lambda: ["-6dB", "0dB", "6dB"])
@@ -52,5 +54,8 @@ class CorpusParams:
 def corpus_params() -> CorpusParams:
     """The validated `corpus` section (nested synthetic settings included)."""
     cfg = params_section("corpus", CorpusParams)
-    cfg.synthetic_settings()
+    if cfg.source == "synthetic":
+        cfg.synthetic_settings()
+    else:  # still reject typos in the unused section
+        parse(SyntheticSettings, cfg.synthetic, f"{PARAMS_FILE}: corpus.synthetic")
     return cfg

@@ -22,7 +22,7 @@ from asdlib.config import load_yaml
 from asdlib.corpora.audioset_music import prepare_audioset_music
 from asdlib.detectors import build_detector
 from asdlib.manifest import read_clip, read_manifest
-from asdlib.store import fingerprint
+from asdlib.store import file_digest, fingerprint
 
 from stages.common import DATA, PARAMS_FILE, WORK, params_section, run
 
@@ -48,7 +48,8 @@ def main() -> None:
     detector = build_detector("conformer_ae", detector_params, f"{PARAMS_FILE}: detectors.conformer_ae")
     rows = _generic_rows(cfg)
     print(f"pre-training on {len(rows)} clips ({cfg.corpus})")
-    work = WORK / "pretrain" / fingerprint(detector_params, cfg.corpus, sorted(rows["clip_id"]))
+    identity = [(cid, file_digest(path)) for cid, path in zip(rows["clip_id"], rows["path"])]
+    work = WORK / "pretrain" / fingerprint(detector_params, cfg.corpus, identity)
     weights = detector.pretrain(rows, _read, work)
     tmp = OUT.with_name(".conformer_pretrained.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

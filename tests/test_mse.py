@@ -222,9 +222,11 @@ def test_float32_and_float64_give_the_same_extraction():
     np.testing.assert_allclose(r32.signal, r64.signal, atol=1e-5 * np.abs(r64.signal).max())
 
 
-def test_extraction_is_deterministic():
+def test_extraction_is_deterministic_and_leaves_the_input_alone():
     _, noisy = planted(8000, (30, 200), 0.0, seed=8)
+    original = noisy.copy()
     a, b = extract(noisy, 1.0, SMALL), extract(noisy.copy(), 1.0, SMALL)
+    np.testing.assert_array_equal(noisy, original)
     assert a.signal.tobytes() == b.signal.tobytes()
     assert a.snr_trace.tobytes() == b.snr_trace.tobytes()
     np.testing.assert_array_equal(a.periods, b.periods)

@@ -105,9 +105,13 @@ def test_tile_repeats_with_a_partial_last_period():
     period = np.arange(7.0)
     np.testing.assert_array_equal(tile(period, 30), np.resize(period, 30))
     np.testing.assert_array_equal(tile(period, 3), period[:3])
+    with pytest.raises(ValueError, match="empty"):
+        tile(np.zeros(0), 5)
 
 
-@pytest.mark.parametrize("n, q_min, q_max", [(1000, 1, 200), (1001, 2, 300), (5003, 20, 600), (4096, 2, 1024)])
+@pytest.mark.parametrize(
+    "n, q_min, q_max", [(30, 1, 14), (90, 2, 44), (1000, 1, 200), (1001, 2, 300), (5003, 20, 600), (4096, 2, 1024)]
+)
 def test_energy_plan_matches_direct_fold_energies(n, q_min, q_max):
     x = np.random.default_rng(n).standard_normal(n) + 0.3
     plan = EnergyPlan(n, q_min, q_max)

@@ -21,7 +21,9 @@ from (seed, type, ID, split, label, index) with ``numpy.random.SeedSequence``,
 so the corpus is the same bytes whatever the number of workers, and one clip
 can be made alone (:func:`clip_signal`). Levels are a fixed gain per ID (set
 from a reference clip of that ID) plus a small per-clip load change: loudness is
-part of the data, not normalised away per clip.
+part of the data, not normalised away per clip. A white sensor-noise floor at
+-80 dBFS stands in for the recording chain, so 16-bit rounding never shapes the
+quiet passages.
 """
 
 from __future__ import annotations
@@ -54,10 +56,11 @@ _MODELS: dict[str, ModuleType] = {
     "valve": synthetic_valve,
 }
 # Output level of the machine part (dBFS, range over IDs) per type.
-_LEVEL_DB = {"fan": (-29.0, -23.0), "pump": (-29.0, -23.0), "slider": (-31.0, -25.0),
+_LEVEL_DB = {"fan": (-29.0, -23.0), "pump": (-29.0, -23.0), "slider": (-37.0, -31.0),
              "valve": (-36.0, -30.0)}
 _REFERENCE_SECONDS = 2.0
 _PEAK_LIMIT = 0.98
+_SENSOR_NOISE_DBFS = -80.0  # microphone and preamplifier self-noise, white
 _MIN_CLIP_SECONDS = 0.25
 _SPLIT_CODES = {"train": 0, "test": 1}
 _LABEL_CODES = {"normal": 0, "anomaly": 1}
@@ -168,6 +171,7 @@ class _MachineId:
     level_db: float
     background_db: float
     background_slope: float
+    fault_path_db: float
     gain: float  # output gain: level_db over the reference clip's RMS
 
 
@@ -186,13 +190,14 @@ def _machine(seed: int, machine_type: str, machine_index: int, sample_rate: int)
     id_rng = _rng(seed, _PROFILE_KEY, code, machine_index)
     profile = model.draw_profile(machine_type, machine_index, _rng(seed, _TYPE_KEY, code), id_rng)
     level_db = float(id_rng.uniform(*_LEVEL_DB[machine_type]))
-    background_db = float(id_rng.uniform(-24.0, -12.0))
+    background_db = float(id_rng.uniform(-32.0, -8.0))
     background_slope = float(id_rng.uniform(-3.0, 0.0))
+    fault_path_db = float(id_rng.uniform(-5.0, 5.0))
     ref_rng = _rng(seed, _REFERENCE_KEY, code, machine_index)
     reference = model.render(profile, model.draw_condition(profile, ref_rng), None,
                              int(_REFERENCE_SECONDS * sample_rate), sample_rate, ref_rng)
     gain = db_to_amp(level_db) / max(rms(reference), 1e-12)
-    return _MachineId(profile, level_db, background_db, background_slope, gain)
+    return _MachineId(profile, level_db, background_db, background_slope, fault_path_db, gain)
 
 
 def machine_profile(machine_type: str, machine_index: int, settings: SyntheticSettings) -> Any:
@@ -234,8 +239,9 @@ def clip_fault(machine_type: str, machine_index: int, split: Split, label: Label
 def _draw_fault(spec: ClipSpec, settings: SyntheticSettings, rng: np.random.Generator) -> Fault | None:
     if spec.label != "anomaly":
         return None
+    path_db = _machine(settings.seed, spec.machine_type, spec.machine_index, settings.sample_rate).fault_path_db
     return draw_fault(spec.machine_type, settings.fault_kinds,
-                      (settings.severity_min, settings.severity_max), rng)
+                      (settings.severity_min, settings.severity_max), path_db, rng)
 
 
 def clip_signal(machine_type: str, machine_index: int, split: Split, label: Label, index: int,
@@ -254,11 +260,13 @@ def _render(spec: ClipSpec, settings: SyntheticSettings) -> np.ndarray:
     condition = model.draw_condition(machine.profile, condition_rng)
     fault = _draw_fault(spec, settings, fault_rng)
     sound = model.render(machine.profile, condition, fault, n, sr, signal_rng)
-    load_db = level_rng.uniform(-1.5, 1.5)
+    load_db = level_rng.uniform(-2.0, 2.0)
     background_db = machine.background_db + level_rng.uniform(-3.0, 3.0)
     background = shaped_noise(n, sr, coloured_gain(machine.background_slope, 40.0, 7000.0), level_rng)
     reference_rms = db_to_amp(machine.level_db) / machine.gain
     x = machine.gain * (db_to_amp(load_db) * sound + reference_rms * db_to_amp(background_db) * background)
+    # the recording chain's own noise keeps quiet passages above the 16-bit rounding floor
+    x += db_to_amp(_SENSOR_NOISE_DBFS) * level_rng.standard_normal(n)
     x = sosfilt(_dc_blocker(sr), x)
     peak = float(np.max(np.abs(x)))
     if peak > _PEAK_LIMIT:
@@ -272,10 +280,6 @@ def _dc_blocker(sample_rate: int) -> np.ndarray:
     return butter(2, 20.0, btype="highpass", fs=sample_rate, output="sos")
 
 
-def _render_spec(spec: ClipSpec, settings: SyntheticSettings) -> np.ndarray:
-    return _render(spec, settings)
-
-
 def generate_synthetic(out_dir: Path, settings: SyntheticSettings, n_jobs: int = 1) -> int:
     """Write the corpus under ``out_dir`` (see module docstring); return the number of files.
 
@@ -287,7 +291,7 @@ def generate_synthetic(out_dir: Path, settings: SyntheticSettings, n_jobs: int =
     out_dir = Path(out_dir)
     specs = clip_specs(settings)
     _refuse_stray_files(out_dir, specs)
-    clips = parallel_map(partial(_render_spec, settings=settings), specs,
+    clips = parallel_map(partial(_render, settings=settings), specs,
                          ParallelSettings(backend="loky", n_jobs=n_jobs),
                          desc="synthetic corpus", total=len(specs))
     written = 0

@@ -86,20 +86,25 @@ def draw_bearing(rng: np.random.Generator, f_lo: float = 2200.0, f_hi: float = 6
         ball_ratio=float(rng.uniform(0.15, 0.3)),
         contact_deg=float(rng.uniform(0.0, 15.0)),
         resonance_hz=float(np.exp(rng.uniform(np.log(f_lo), np.log(f_hi)))),
-        resonance_q=float(rng.uniform(6.0, 16.0)),
+        resonance_q=float(rng.uniform(15.0, 40.0)),
     )
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One anomalous clip's fault: its kind and a severity in [0, 1] (subtle to obvious)."""
+    """One anomalous clip's fault: its kind, a severity in [0, 1] (subtle to obvious)
+    and ``path_db``, how much louder than typical this machine ID transmits fault
+    sounds to the microphone (its own transfer path: housing, mounting, distance)."""
 
     kind: str
     severity: float
+    path_db: float = 0.0
 
     def level(self, subtle_db: float, obvious_db: float) -> float:
-        """Amplitude ratio interpolated in dB between the subtle and obvious ends."""
-        return float(10.0 ** ((subtle_db + self.severity * (obvious_db - subtle_db)) / 20.0))
+        """Amplitude ratio interpolated in dB between the subtle and obvious ends,
+        shifted by the ID's fault path."""
+        db = subtle_db + self.severity * (obvious_db - subtle_db) + self.path_db
+        return float(10.0 ** (db / 20.0))
 
     def scale(self, subtle: float, obvious: float) -> float:
         """A non-level parameter interpolated linearly with severity."""

@@ -40,15 +40,17 @@ def draw_fault(
     machine_type: str,
     allowed: Sequence[str],
     severity_range: tuple[float, float],
+    path_db: float,
     rng: np.random.Generator,
 ) -> Fault:
     """Pick a fault kind (uniformly among those that fit the type and are ``allowed``;
-    all that fit when ``allowed`` is empty) and a uniform severity in the range."""
+    all that fit when ``allowed`` is empty) and a uniform severity in the range;
+    ``path_db`` is the machine ID's fault transfer path (see :class:`Fault`)."""
     kinds = [k for k in FAULT_KINDS[machine_type] if not allowed or k in allowed]
     if not kinds:
         raise ValueError(f"no allowed fault kind fits machine type {machine_type!r}")
     kind = kinds[int(rng.integers(len(kinds)))]
-    return Fault(kind, float(rng.uniform(*severity_range)))
+    return Fault(kind, float(rng.uniform(*severity_range)), path_db)
 
 
 def _unit_rms(x: np.ndarray) -> np.ndarray:
@@ -94,7 +96,7 @@ def bearing_impacts(
     pulses = impulse_train(n, positions, amps)
     f0, q = bearing.resonance_hz, bearing.resonance_q
     ringing = resonate(pulses, sample_rate, np.array([f0, 1.7 * f0]), np.array([q, 1.3 * q]),
-                       np.array([1.0, 0.4]), direct=0.05)
+                       np.array([1.0, 0.25]), direct=0.05)
     return _unit_rms(ringing), defect
 
 
@@ -122,7 +124,7 @@ def friction_bursts(
     little vibrato) at ``squeal_hz``, gated by ``envelope`` (0..1). RMS is 1 where
     the envelope is 1."""
     n = len(envelope)
-    noise = shaped_noise(n, sample_rate, band_gain(centre_hz, 0.7), rng)
+    noise = shaped_noise(n, sample_rate, band_gain(centre_hz, 0.4), rng)
     t = np.arange(n) / sample_rate
     vibrato = 0.004 * squeal_hz / 6.0 * np.sin(TWO_PI * 6.0 * t + rng.uniform(0, TWO_PI))
     squeal = np.sqrt(2.0) * np.sin(TWO_PI * np.cumsum(squeal_hz + vibrato) / sample_rate)

@@ -6,7 +6,7 @@ is shaft harmonics and the blade-pass (fan) or vane-pass (pump) series with weak
 side-bands from blade-to-blade differences, plus the motor's magnetic hum at
 twice the line frequency, drive the machine's structure (a few damped modes
 per ID). Aerodynamic or flow noise, modulated at the blade/vane passing rate,
-adds the aperiodic part. Faults alter the forces (imbalance, misalignment,
+is the aperiodic part; it too is heard through the casing's modes. Faults alter the forces (imbalance, misalignment,
 looseness, blade damage) or add sources (bearing impacts, rub, cavitation).
 """
 
@@ -150,47 +150,54 @@ def render(p: RotatingProfile, c: RotatingCondition, fault: Fault | None, n: int
 
     shaft_coeffs = p.shaft_coeffs.copy()
     if kind == "imbalance":
-        shaft_coeffs[1] += fault.level(-8.0, 12.0) * np.exp(1j * rng.uniform(0, TWO_PI))
+        _grow(shaft_coeffs, 1, fault.level(-16.0, 4.0))
     elif kind == "misalignment":
-        shaft_coeffs[2] += fault.level(-10.0, 12.0) * np.exp(1j * rng.uniform(0, TWO_PI))
-        shaft_coeffs[3] += fault.level(-14.0, 8.0) * np.exp(1j * rng.uniform(0, TWO_PI))
+        _grow(shaft_coeffs, 2, fault.level(-20.0, 2.0))
+        _grow(shaft_coeffs, 3, fault.level(-24.0, -2.0))
     forces = harmonic_sum(theta, shaft_coeffs)
     passing = harmonic_sum(theta, p.pass_coeffs) * db_to_amp(c.pass_db)
     if kind == "blade_damage":
-        passing *= 1.0 + fault.level(-20.0, 0.0) * _one_blade_bump(theta, p.passes, rng)
+        passing *= 1.0 + fault.level(-14.0, 2.0) * _one_blade_bump(theta, p.passes, rng)
     forces += passing + harmonic_sum(TWO_PI * p.hum_hz * t, p.hum_coeffs)
 
     flow = shaped_noise(n, sample_rate, coloured_gain(p.flow_slope, *p.flow_band), rng)
     pass_angle = p.passes * theta + rng.uniform(0, TWO_PI)
     flow *= db_to_amp(p.flow_db + c.flow_db) * (1.0 + p.flow_modulation * np.cos(pass_angle))
     if kind == "blade_damage":
-        flow *= db_to_amp(fault.scale(0.0, 3.0)) * (1.0 + fault.level(-16.0, 0.0) * _one_blade_bump(theta, 1, rng))
+        flow *= db_to_amp(fault.scale(0.0, 3.0)) * (1.0 + fault.level(-12.0, 2.0) * _one_blade_bump(theta, 1, rng))
 
     if kind in ("imbalance", "misalignment"):
         order = 1 if kind == "imbalance" else 2
-        wobble = 1.0 + fault.level(-26.0, -4.0) * np.cos(order * theta + rng.uniform(0, TWO_PI))
+        depth = min(fault.level(-12.0, 0.0), 1.0)
+        # the rotor's wobble redistributes the forces into side-bands (same power)
+        wobble = (1.0 + depth * np.cos(order * theta + rng.uniform(0, TWO_PI))) / np.sqrt(1.0 + depth**2 / 2)
         forces *= wobble
         flow *= wobble
     if kind == "looseness":
         forces += _looseness_forces(theta, fault, rng)
 
-    machine = p.structure.apply(forces, sample_rate) + flow
+    machine = p.structure.apply(forces + flow, sample_rate)  # the casing radiates both
     reference = rms(machine)
     if kind == "looseness":
         knocks = crossings(theta + rng.uniform(0, TWO_PI))
         knocks = knocks[rng.random(knocks.size) < fault.scale(0.3, 0.9)]
         rat = rattle(n, sample_rate, knocks / sample_rate, rng.uniform(0.5, 1.0, knocks.size),
                      rng, p.structure, bounces=1)
-        machine += reference * fault.level(-28.0, 0.0) * rat
+        machine += reference * fault.level(-26.0, 2.0) * rat
     elif kind == "bearing":
         defect_hits, _ = bearing_impacts(theta - theta[0], p.bearing, sample_rate, rng)
-        machine += reference * fault.level(-30.0, -2.0) * defect_hits
+        machine += reference * fault.level(-26.0, 0.0) * defect_hits
     elif kind == "rub":
-        machine += reference * fault.level(-16.0, 8.0) * _rub(theta, p, fault, sample_rate, rng)
+        machine += reference * fault.level(-14.0, 10.0) * _rub(theta, p, fault, sample_rate, rng)
     elif kind == "cavitation":
         rate = fault.scale(150.0, 800.0)
-        machine += reference * fault.level(-30.0, -2.0) * cavitation(n, sample_rate, pass_angle, rng, rate)
+        machine += reference * fault.level(-26.0, 2.0) * cavitation(n, sample_rate, pass_angle, rng, rate)
     return machine
+
+
+def _grow(coeffs: np.ndarray, order: int, amount: float) -> None:
+    """Add ``amount`` to the amplitude of one shaft order, keeping its phase."""
+    coeffs[order] += amount * np.exp(1j * np.angle(coeffs[order]))
 
 
 def _one_blade_bump(theta: np.ndarray, passes: int, rng: np.random.Generator) -> np.ndarray:
@@ -211,7 +218,7 @@ def _looseness_forces(theta: np.ndarray, fault: Fault, rng: np.random.Generator)
     truncated = np.minimum(vibration, limit) - limit * 0.5
     half = theta / 2.0 + rng.uniform(0, TWO_PI)
     sub = np.cos(half) + 0.5 * np.cos(3 * half) + 0.3 * np.cos(5 * half)
-    level = fault.level(-24.0, 0.0)
+    level = fault.level(-22.0, 2.0)
     return level * (truncated / max(rms(truncated), 1e-12) + 0.5 * sub / rms(sub))
 
 

@@ -67,6 +67,7 @@ class SliderCondition:
     cycle_factor: float
     start_phase: float
     jitter: float
+    payload_db: float  # heavier payload: more motor torque, louder drive and rolling
     rolling_db: float
     whine_db: float
 
@@ -74,6 +75,7 @@ class SliderCondition:
 def draw_profile(machine_type: str, index: int, type_rng: np.random.Generator,
                  rng: np.random.Generator) -> SliderProfile:
     cycle_s = stratified(type_rng.random(), index, 0.7, 1.5, log=True)
+    whine_hz = stratified(type_rng.random(), index, 1200.0, 3500.0, log=True)
     motor = np.zeros(40, dtype=np.complex128)
     motor[1:9] = np.arange(1, 9) ** -rng.uniform(0.8, 1.5) * 10 ** (rng.normal(0, 3, 8) / 20)
     em_order = int(rng.choice([6, 8, 10, 12]))
@@ -93,14 +95,14 @@ def draw_profile(machine_type: str, index: int, type_rng: np.random.Generator,
         motor_coeffs=motor,
         ball_order=float(rng.uniform(3.2, 6.5)),
         ball_coeffs=balls,
-        whine_hz=float(np.exp(rng.uniform(np.log(1200.0), np.log(3500.0)))),
+        whine_hz=whine_hz,
         whine_db=float(rng.uniform(-22.0, -12.0)),
         hold_share=float(rng.uniform(0.3, 0.6)),
         rolling_hz=float(np.exp(rng.uniform(np.log(800.0), np.log(3000.0)))),
         rolling_db=float(rng.uniform(-8.0, 0.0)),
         stop_knock=float(rng.uniform(0.5, 2.0)),
         structure=draw_resonances(rng, 4, 200.0, 5000.0, 5.0, 30.0),
-        bearing=draw_bearing(rng),
+        bearing=draw_bearing(rng, 4000.0, 7000.0),  # small linear-guide balls ring high
         squeal_hz=float(np.exp(rng.uniform(np.log(900.0), np.log(3000.0)))),
     )
 
@@ -110,6 +112,7 @@ def draw_condition(profile: SliderProfile, rng: np.random.Generator) -> SliderCo
         cycle_factor=float(1.0 + rng.uniform(-0.015, 0.015)),
         start_phase=float(rng.random()),
         jitter=float(rng.uniform(0.002, 0.006)),
+        payload_db=float(rng.uniform(-2.5, 2.5)),
         rolling_db=float(rng.uniform(-2.0, 2.0)),
         whine_db=float(rng.uniform(-1.5, 1.5)),
     )
@@ -167,32 +170,32 @@ def render(p: SliderProfile, c: SliderCondition, fault: Fault | None, n: int,
 
     knocks = impacts(n, motion.stops, p.stop_knock * rng.uniform(0.7, 1.0, motion.stops.size),
                      contact_samples=int(0.001 * sample_rate))
-    forces = harmonic_sum(theta, p.motor_coeffs) * speed ** 0.7 \
+    forces = harmonic_sum(theta, p.motor_coeffs) * speed ** 0.7 * db_to_amp(c.payload_db) \
         + harmonic_sum(p.ball_order * theta, p.ball_coeffs) * speed + knocks
     t = np.arange(n) / sample_rate
     whine = np.sqrt(2.0) * np.sin(TWO_PI * p.whine_hz * t + rng.uniform(0, TWO_PI)) \
         * db_to_amp(p.whine_db + c.whine_db) * (p.hold_share + (1.0 - p.hold_share) * motion.speed)
     rolling = shaped_noise(n, sample_rate, band_gain(p.rolling_hz, 1.1), rng) \
-        * db_to_amp(p.rolling_db + c.rolling_db) * speed ** 1.5
+        * db_to_amp(p.rolling_db + c.rolling_db + c.payload_db / 2) * speed ** 1.5
     machine = p.structure.apply(forces, sample_rate) + rolling + whine
     reference = rms(machine)
 
     if kind == "bearing":
         defect_hits, _ = bearing_impacts(travel, p.bearing, sample_rate, rng, speed_envelope=speed)
-        machine += reference * fault.level(-20.0, 4.0) * defect_hits
+        machine += reference * fault.level(-20.0, 2.0) * defect_hits
     elif kind == "stick_slip":
         envelope = decaying_bursts(n, slips, rng.uniform(0.004, 0.02, slips.size) * sample_rate,
                                    rng.uniform(0.4, 1.0, slips.size))
         squeal = friction_bursts(np.minimum(envelope, 1.0), sample_rate, rng, p.squeal_hz * 1.3,
                                  p.squeal_hz, squeal_share=0.7)
-        machine += reference * fault.level(-40.0, -10.0) * squeal
+        machine += reference * fault.level(-40.0, -14.0) * squeal
     elif kind == "looseness":
         events = np.concatenate([motion.starts, motion.stops]) / sample_rate
         rat = rattle(n, sample_rate, events, rng.uniform(0.5, 1.0, events.size), rng, p.structure,
                      bounces=int(round(fault.scale(1, 4))))
-        machine += reference * fault.level(-16.0, 8.0) * rat
+        machine += reference * fault.level(-16.0, 6.0) * rat
     elif kind == "rail_defect":
-        machine += reference * fault.level(-12.0, 12.0) * _rail_knocks(motion, speed, p, sample_rate, rng)
+        machine += reference * fault.level(-14.0, 6.0) * _rail_knocks(motion, speed, p, sample_rate, rng)
     return machine
 
 
@@ -200,7 +203,7 @@ def _stick_slip(speed: np.ndarray, fault: Fault, sample_rate: int,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Jerky travel: the carriage sticks (slower) then slips (faster) at 8-25 Hz with
     the same mean speed; returns the new speed and the sample indices of the slips."""
-    depth = fault.scale(0.02, 0.5)
+    depth = fault.scale(0.03, 0.6)
     cycle = np.cumsum(rng.uniform(8.0, 25.0) * (speed > 0.05)) / sample_rate
     frac = cycle % 1.0
     stick = 0.6

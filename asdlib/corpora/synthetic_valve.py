@@ -8,8 +8,8 @@ supply pump hums faintly all the time (the periodic part). Timing jitters by a
 few milliseconds between cycles. Faults: changed timing of one opening, a leak
 (hiss while closed), chatter (the disc flutters against its seat while open,
 tapping and chopping the flow) and sticking (the armature
-lags the coil, then breaks free and slams; the valve opens slowly and only
-partly: less flow, and the throttled jet through the narrow gap whistles).
+lags the coil, then breaks free; the valve opens slowly and only
+partly, and the throttled jet through the narrow gap whistles).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def draw_profile(machine_type: str, index: int, type_rng: np.random.Generator,
     count = int(rng.integers(1, 4))
     slot = 1.0 / count
     openings = tuple(
-        (float(k * slot + rng.uniform(0.0, 0.3) * slot), float(rng.uniform(0.15, 0.55) * slot))
+        (float(k * slot + rng.uniform(0.0, 0.2) * slot), float(rng.uniform(0.3, 0.7) * slot))
         for k in range(count)
     )
     buzz = np.zeros(5, dtype=np.complex128)
@@ -74,15 +74,15 @@ def draw_profile(machine_type: str, index: int, type_rng: np.random.Generator,
         buzz[1:] = db_to_amp(rng.uniform(-24.0, -12.0)) * np.array([1.0, 0.6, 0.35, 0.2]) \
             * np.exp(1j * rng.uniform(0, TWO_PI, 4))
     pump = np.zeros(9, dtype=np.complex128)
-    pump[1:] = db_to_amp(rng.uniform(-22.0, -10.0)) * np.arange(1, 9) ** -rng.uniform(0.5, 1.2) \
+    pump[1:] = db_to_amp(rng.uniform(-14.0, -6.0)) * np.arange(1, 9) ** -rng.uniform(0.5, 1.2) \
         * np.exp(1j * rng.uniform(0, TWO_PI, 8))
     return ValveProfile(
         cycle_s=cycle_s,
         openings=openings,
         body=draw_resonances(rng, 3, 1500.0, 7000.0, 8.0, 30.0, direct=(0.0, 0.05)),
         thump_hz=float(np.exp(rng.uniform(np.log(80.0), np.log(400.0)))),
-        open_knock=float(rng.uniform(20.0, 60.0)),
-        close_knock=float(rng.uniform(20.0, 60.0)),
+        open_knock=float(rng.uniform(8.0, 25.0)),
+        close_knock=float(rng.uniform(8.0, 25.0)),
         hiss_hz=float(np.exp(rng.uniform(np.log(800.0), np.log(4000.0)))),
         hiss_octaves=float(rng.uniform(0.6, 1.3)),
         ramp_s=float(rng.uniform(0.003, 0.012)),
@@ -136,7 +136,7 @@ def render(p: ValveProfile, c: ValveCondition, fault: Fault | None, n: int,
     kind = fault.kind if fault else ""
     opens, closes = _schedule(p, c, fault, n / sample_rate, rng)
     coil = gate(n, sample_rate, list(zip(opens, closes)), 0.001)
-    flow_opens, ramp, flow_db = opens, p.ramp_s, 0.0
+    flow_opens, ramp = opens, p.ramp_s
     knock = db_to_amp(c.knock_db)
     open_amps = p.open_knock * knock * rng.uniform(0.8, 1.0, opens.size)
     close_amps = p.close_knock * knock * rng.uniform(0.8, 1.0, closes.size)
@@ -145,12 +145,11 @@ def render(p: ValveProfile, c: ValveCondition, fault: Fault | None, n: int,
         delay = fault.scale(0.002, 0.02)
         flow_opens = opens + delay
         ramp = p.ramp_s * fault.scale(1.2, 3.0)
-        flow_db = -fault.scale(0.5, 2.0)
-        hits = [(opens, 0.3 * open_amps), (flow_opens, fault.scale(1.0, 1.3) * open_amps), (closes, close_amps)]
+        hits = [(opens, 0.3 * open_amps), (flow_opens, open_amps), (closes, close_amps)]
     flutter = np.ones(n)
     if kind == "chatter":
         flutter, taps = _flutter(n, sample_rate, opens, closes, fault, rng)
-        hits.append((taps / sample_rate, fault.scale(0.1, 0.35) * p.close_knock * knock
+        hits.append((taps / sample_rate, fault.scale(0.5, 1.2) * p.close_knock * knock
                      * rng.uniform(0.6, 1.0, taps.size)))
     pulses = sum(impulse_train(n, np.round(times * sample_rate), amps) for times, amps in hits)
     knocks = p.body.apply(pulses, sample_rate) + resonate(
@@ -160,23 +159,29 @@ def render(p: ValveProfile, c: ValveCondition, fault: Fault | None, n: int,
     hiss = shaped_noise(n, sample_rate, band_gain(p.hiss_hz, p.hiss_octaves), rng)
     t = np.arange(n) / sample_rate
     pump = harmonic_sum(TWO_PI * p.pump_hz * t + rng.uniform(0, TWO_PI), p.pump_coeffs)
-    machine = knocks + hiss * flow * db_to_amp(c.hiss_db + flow_db) \
+    machine = knocks + hiss * flow * db_to_amp(c.hiss_db) \
         + harmonic_sum(TWO_PI * p.buzz_hz * t, p.buzz_coeffs) * coil + pump * db_to_amp(c.pump_db)
     if kind == "leak":
-        whistle = shaped_noise(n, sample_rate, band_gain(p.hiss_hz * rng.uniform(1.3, 2.2), 0.35), rng)
+        whistle = _whistle(n, sample_rate, p.hiss_hz * rng.uniform(1.3, 2.2), 0.25, rng)
         machine += fault.level(-28.0, 0.0) * whistle * (1.0 - flow)
     elif kind == "sticking":
-        whistle = shaped_noise(n, sample_rate, band_gain(p.hiss_hz * 2.0 ** rng.uniform(1.0, 1.8), 0.15), rng)
-        machine += fault.level(-28.0, 0.0) * whistle * flow
+        whistle = _whistle(n, sample_rate, p.hiss_hz * 2.0 ** rng.uniform(0.6, 1.2), 0.1, rng)
+        machine += fault.level(-16.0, 8.0) * whistle * flow
     return machine
+
+
+def _whistle(n: int, sample_rate: int, centre_hz: float, octaves: float,
+             rng: np.random.Generator) -> np.ndarray:
+    """Jet noise through a narrow gap: a narrow band (kept below 0.4 of the sample rate)."""
+    return shaped_noise(n, sample_rate, band_gain(min(centre_hz, 0.4 * sample_rate), octaves), rng)
 
 
 def _flutter(n: int, sample_rate: int, opens: np.ndarray, closes: np.ndarray, fault: Fault,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Chatter: on some openings the disc oscillates against its seat at 20-60 Hz.
+    """Chatter: on some openings the disc oscillates against its seat at 30-80 Hz.
     Returns the flow multiplier (0..1) and the sample indices of the seat taps."""
-    rate = rng.uniform(20.0, 60.0)
-    depth = fault.scale(0.3, 0.9)
+    rate = rng.uniform(30.0, 80.0)
+    depth = fault.scale(0.1, 0.4)
     flutter = np.ones(n)
     taps = []
     for start, stop in zip(opens, closes):
@@ -186,6 +191,7 @@ def _flutter(n: int, sample_rate: int, opens: np.ndarray, closes: np.ndarray, fa
         if hi <= lo:
             continue
         cycles = rate * (np.arange(lo, hi) - lo) / sample_rate + rng.uniform(0.0, 1.0)
-        flutter[lo:hi] = 1.0 - depth * (0.5 + 0.5 * np.cos(2 * np.pi * cycles))
+        chopped = 1.0 - depth * (0.5 + 0.5 * np.cos(2 * np.pi * cycles))
+        flutter[lo:hi] = chopped / np.sqrt((1.0 - depth / 2) ** 2 + depth**2 / 8)  # same mean flow power
         taps.extend(lo + np.flatnonzero(np.diff(np.floor(cycles)) != 0) + 1)
     return flutter, np.array(taps, dtype=np.int64)

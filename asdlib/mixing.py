@@ -1,0 +1,278 @@
+"""Noisy mixtures at chosen SNRs, stored in HDF5 shards per machine type and condition.
+
+SNR is defined over the whole clip: 10*log10(P_signal / P_noise). The noise type
+and segment of each mixture are drawn from a hash of (seed, clip id, condition),
+so the choice does not depend on processing order or worker count. A noise
+shorter than the clip is looped with an equal-power crossfade (never a silent
+gap). Mixtures are stored as float32 without clipping (a loud mixture may
+exceed full scale; nothing downstream needs PCM).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from asdlib.audio import SAMPLE_RATE, check_finite
+from asdlib.config import to_dict
+from asdlib.noise_bank import noise_bank_identity, noise_bank_names, read_noise_bank
+from asdlib.parallel import ParallelSettings, parallel_map
+from asdlib.store import ShardBuilder, ShardReader, fingerprint
+
+log = logging.getLogger(__name__)
+ReadClip = Callable[[pd.Series], np.ndarray]
+BATCH = 8  # clips per worker task
+PART_SIZE = 32  # clips per resumable part file
+_CONDITION = re.compile(r"(-?\d+(?:\.\d+)?)dB")
+
+
+@dataclass(frozen=True)
+class MixSettings:
+    """conditions: 'clean' and SNRs like '-6dB'. splits: manifest splits to mix.
+    noise_names: noises of the bank to draw from (empty: all). crossfade_ms:
+    overlap when a noise is looped."""
+
+    conditions: list[str] = field(default_factory=lambda: ["clean", "-6dB", "0dB", "6dB"])
+    splits: list[str] = field(default_factory=lambda: ["train", "test"])
+    seed: int = 11
+    noise_names: list[str] = field(default_factory=list)
+    crossfade_ms: float = 50.0
+    compression: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.conditions:
+            raise ValueError("conditions must list at least one condition")
+        for condition in self.conditions:
+            parse_condition(condition)
+        if len(set(self.conditions)) != len(self.conditions):
+            raise ValueError(f"conditions has duplicates: {self.conditions}")
+        if not self.splits:
+            raise ValueError("splits must list at least one split")
+        if not 0 <= self.crossfade_ms <= 1000:
+            raise ValueError(f"crossfade_ms must be in [0, 1000], got {self.crossfade_ms}")
+        if not 0 <= self.compression <= 9:
+            raise ValueError(f"compression must be in 0..9, got {self.compression}")
+
+
+def parse_condition(condition: str) -> float | None:
+    """SNR in dB of a condition name ('-6dB' -> -6.0), None for 'clean'."""
+    if condition == "clean":
+        return None
+    match = _CONDITION.fullmatch(condition)
+    if not match:
+        raise ValueError(f"condition {condition!r} must be 'clean' or like '-6dB'")
+    return float(match.group(1))
+
+
+def power(x: np.ndarray) -> float:
+    """Mean square in float64."""
+    return float(np.mean(np.square(x, dtype=np.float64)))
+
+
+def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarray, float]:
+    """``clean`` plus ``noise`` scaled to ``snr_db``; returns (mixture, achieved SNR in dB).
+
+    The achieved SNR is measured on the float32 noise actually added.
+    """
+    p_clean, p_noise = power(clean), power(noise)
+    if p_clean == 0.0:
+        raise ValueError("silent clean signal: SNR undefined")
+    if p_noise == 0.0:
+        raise ValueError("silent noise segment: cannot reach a finite SNR")
+    gain = np.sqrt(p_clean / (p_noise * 10.0 ** (snr_db / 10.0)))
+    scaled = (noise.astype(np.float64) * gain).astype(np.float32)
+    achieved = 10.0 * np.log10(p_clean / power(scaled))
+    return (clean.astype(np.float32) + scaled).astype(np.float32), float(achieved)
+
+
+def noise_segment(noise: np.ndarray, n: int, offset: int, crossfade: int) -> np.ndarray:
+    """``n`` samples of ``noise`` from ``offset``, looping with an equal-power crossfade."""
+    if offset + n <= len(noise):
+        return noise[offset:offset + n]
+    crossfade = min(crossfade, len(noise) // 2)
+    out = np.empty(n, dtype=np.float32)
+    filled = min(n, len(noise) - offset)
+    out[:filled] = noise[offset:offset + filled]
+    fade = np.sin(0.5 * np.pi * (np.arange(crossfade) + 0.5) / max(crossfade, 1)).astype(np.float32)
+    while filled < n:
+        # the tail already written fades out while the loop's start fades in
+        start = filled - crossfade
+        out[start:filled] = out[start:filled] * fade[::-1] + noise[:crossfade] * fade
+        take = min(len(noise) - crossfade, n - filled)
+        out[filled:filled + take] = noise[crossfade:crossfade + take]
+        filled += take
+    return out
+
+
+def choose_noise(clip_id: str, condition: str, seed: int, lengths: dict[str, int], n: int) -> tuple[str, int]:
+    """Noise type and start offset for one mixture, from a hash of its identity."""
+    digest = hashlib.sha256(f"{seed}|{clip_id}|{condition}".encode()).digest()
+    names = sorted(lengths)
+    name = names[int.from_bytes(digest[:8], "little") % len(names)]
+    span = lengths[name] - n if lengths[name] > n else lengths[name]
+    offset = int.from_bytes(digest[8:16], "little") % max(span, 1)
+    return name, offset
+
+
+def build_mixtures(manifest: pd.DataFrame, noise_dir: Path, out_dir: Path, work_dir: Path,
+                   settings: MixSettings, parallel: ParallelSettings, read_clip: ReadClip) -> pd.DataFrame:
+    """Mix every clip of the chosen splits at every condition; return the mixture manifest.
+
+    Shards: ``out_dir/<machine_type>/<condition>.h5`` (the ``clean`` condition holds
+    the clean clip itself, so every later stage reads mixtures the same way).
+    ``read_clip(row)`` reads a corpus clip (it runs in the workers, so it must be
+    picklable). Silent clips are left out with a logged warning.
+    """
+    names = tuple(settings.noise_names) or tuple(noise_bank_names(noise_dir))
+    identity = [to_dict(settings), noise_bank_identity(noise_dir, names)]
+    job = _MixJob(str(noise_dir), names, settings, read_clip)
+    rows = manifest[manifest["split"].isin(settings.splits)]
+    if rows.empty:
+        raise ValueError(f"no clips in splits {settings.splits}")
+    return _run_shards(rows, list(settings.conditions), job, Path(out_dir), Path(work_dir), identity,
+                       parallel, "mixing")
+
+
+def store_native(manifest: pd.DataFrame, out_dir: Path, work_dir: Path, settings: MixSettings,
+                 parallel: ParallelSettings, read_clip: ReadClip) -> pd.DataFrame:
+    """For corpora recorded noisy (MIMII: rows carry ``condition`` and ``snr_db``): store each
+    clip as it is, under its own condition, with the same manifest columns as mixtures."""
+    rows = manifest[manifest["split"].isin(settings.splits)]
+    absent = sorted(set(settings.conditions) - set(rows["condition"]))
+    if absent:
+        raise ValueError(f"conditions {absent} are not in this corpus (it has {sorted(set(rows['condition']))})")
+    frames = []
+    for condition, group in rows[rows["condition"].isin(settings.conditions)].groupby("condition", sort=True):
+        job = _MixJob("", (), settings, read_clip, native=True)
+        identity = [to_dict(settings), "native"]
+        mixed = _run_shards(group.drop(columns=["condition", "snr_db"]), [str(condition)], job,
+                            Path(out_dir), Path(work_dir), identity, parallel, f"storing {condition}")
+        mixed["snr_db"] = mixed["source_clip_id"].map(group.set_index("clip_id")["snr_db"])
+        mixed["snr_target_db"] = mixed["snr_db"]
+        frames.append(mixed)
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class _MixJob:
+    """What a worker needs (picklable): where the noise bank is, the settings, the clip reader."""
+
+    noise_dir: str
+    names: tuple[str, ...]
+    settings: MixSettings
+    read_clip: ReadClip
+    native: bool = False
+
+
+_banks: dict[tuple[str, tuple[str, ...]], dict[str, np.ndarray]] = {}
+
+
+def _bank(job: _MixJob) -> dict[str, np.ndarray]:
+    """The noise bank, read once per worker process."""
+    key = (job.noise_dir, job.names)
+    if key not in _banks:
+        _banks[key] = read_noise_bank(job.noise_dir, job.names)
+    return _banks[key]
+
+
+def _mix_batch(task: tuple[_MixJob, list[dict], list[str]]) -> list[tuple[str, dict | None]]:
+    """Worker: each clip of the batch at every condition: {condition: (audio, attrs)}, None if silent."""
+    job, records, conditions = task
+    out: list[tuple[str, dict | None]] = []
+    for record in records:
+        clean = job.read_clip(pd.Series(record))
+        check_finite(clean, str(record["path"]))
+        if power(clean) == 0.0:
+            out.append((record["clip_id"], None))
+            continue
+        out.append((record["clip_id"], {c: _mix_one(job, record["clip_id"], clean, c) for c in conditions}))
+    return out
+
+
+def _mix_one(job: _MixJob, clip_id: str, clean: np.ndarray, condition: str) -> tuple[np.ndarray, dict]:
+    snr = None if job.native else parse_condition(condition)
+    attrs: dict = {"source_clip_id": clip_id, "condition": condition}
+    if snr is None:
+        return clean.astype(np.float32), attrs
+    bank = _bank(job)
+    name, offset = choose_noise(clip_id, condition, job.settings.seed, {k: len(v) for k, v in bank.items()},
+                                len(clean))
+    crossfade = int(round(job.settings.crossfade_ms * SAMPLE_RATE / 1000.0))
+    mixture, achieved = mix_at_snr(clean, noise_segment(bank[name], len(clean), offset, crossfade), snr)
+    attrs.update(noise_type=name, noise_offset=offset, snr_target_db=snr, snr_db=round(achieved, 6))
+    return mixture, attrs
+
+
+def _run_shards(rows: pd.DataFrame, conditions: list[str], job: _MixJob, out_dir: Path, work_dir: Path,
+                identity: list, parallel: ParallelSettings, desc: str) -> pd.DataFrame:
+    """Compute every (clip, condition); write a shard per (type, condition); return the mixture rows."""
+    builders: dict[tuple[str, str], ShardBuilder] = {}
+    for machine_type, group in rows.groupby("machine_type", sort=True):
+        sources = [(cid, path, *_stat(path)) for cid, path in zip(group["clip_id"], group["path"])]
+        for condition in conditions:
+            builders[(machine_type, condition)] = ShardBuilder(
+                out_dir / machine_type / f"{condition}.h5", fingerprint(identity, condition, sources),
+                work_dir / machine_type, part_size=PART_SIZE)
+    done_keys = {key for builder in builders.values() for key in builder.done_keys()}
+    todo = rows[[not all(f"{cid}@{c}" in done_keys for c in conditions) for cid in rows["clip_id"]]]
+    types = dict(zip(rows["clip_id"], rows["machine_type"]))
+    tasks = list(_batches(todo, conditions, job))
+    silent: set[str] = set()
+    for batch in parallel_map(_mix_batch, tasks, parallel, desc=desc, total=len(tasks)):
+        for clip_id, mixes in batch:
+            if mixes is None:
+                log.warning("clip %s is silent (SNR undefined): left out of the mixtures", clip_id)
+                silent.add(clip_id)
+                continue
+            for condition, (audio, attrs) in mixes.items():
+                builders[(types[clip_id], condition)].add(f"{clip_id}@{condition}", audio, attrs)
+    kept = rows[~rows["clip_id"].isin(silent)]
+    for (machine_type, condition), builder in builders.items():
+        ids = kept.loc[kept["machine_type"] == machine_type, "clip_id"]
+        builder.finish([f"{cid}@{condition}" for cid in ids], compression=job.settings.compression)
+    return _mixture_rows(kept, conditions, builders)
+
+
+def _batches(rows: pd.DataFrame, conditions: list[str], job: _MixJob) -> Iterator[tuple]:
+    records = iter(rows.to_dict("records"))
+    while batch := list(islice(records, BATCH)):
+        yield job, batch, conditions
+
+
+def _stat(path: str) -> tuple[int, int]:
+    """Size and modification time: the identity of a source file for resuming."""
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns
+
+
+def _mixture_rows(rows: pd.DataFrame, conditions: list[str],
+                  builders: dict[tuple[str, str], ShardBuilder]) -> pd.DataFrame:
+    """One manifest row per mixture, with the provenance stored in the shards."""
+    frames = []
+    for (machine_type, condition), builder in sorted(builders.items()):
+        group = rows[rows["machine_type"] == machine_type]
+        if group.empty:
+            continue
+        with ShardReader(builder.path) as reader:
+            attrs = [reader.attrs(f"{cid}@{condition}") for cid in group["clip_id"]]
+        frame = group.copy()
+        frame["source_clip_id"] = group["clip_id"]
+        frame["clip_id"] = [f"{cid}@{condition}" for cid in group["clip_id"]]
+        frame["condition"] = condition
+        frame["snr_target_db"] = [a.get("snr_target_db", np.nan) for a in attrs]
+        frame["snr_db"] = [a.get("snr_db", np.nan) for a in attrs]
+        frame["noise_type"] = [a.get("noise_type", "") for a in attrs]
+        frame["noise_offset"] = [a.get("noise_offset", -1) for a in attrs]
+        frame["store"] = str(builder.path)
+        frame["key"] = frame["clip_id"]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True).sort_values("clip_id", kind="stable").reset_index(drop=True)

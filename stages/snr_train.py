@@ -1,0 +1,50 @@
+"""Stage `snr_train`: train the BLSTM SNR estimator on clean training clips mixed on the fly.
+
+Writes data/snr/model/model.pt and the per-epoch history metrics/snr_training.csv.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+
+from asdlib.config import to_dict
+from asdlib.fileio import atomic_path
+from asdlib.manifest import read_clip, read_manifest
+from asdlib.noise_bank import noise_bank_identity, read_noise_bank
+from asdlib.snr_estimation import SnrEstimatorSettings, train_snr_estimator
+from asdlib.store import file_digest, fingerprint
+
+from stages.common import DATA, METRICS, WORK, params_section, run
+from stages.corpus_params import corpus_params
+
+OUT = DATA / "snr" / "model"
+
+
+def main() -> None:
+    settings = params_section("snr", SnrEstimatorSettings)
+    resample = corpus_params().resample
+    manifest = read_manifest(DATA / "manifest.csv")
+    train = manifest[(manifest["split"] == "train") & (manifest["label"] == "normal")]
+    clips = [read_clip(row, resample=resample) for _, row in train.iterrows()]
+    bank = read_noise_bank(DATA / "noise")
+    identity = [(cid, file_digest(path)) for cid, path in zip(train["clip_id"], train["path"])]
+    noise = noise_bank_identity(DATA / "noise", sorted(bank))
+    work = WORK / "snr" / fingerprint(to_dict(settings), identity, noise)
+    estimator, result = train_snr_estimator(clips, bank, settings, work)
+    tmp = OUT.with_name(".model.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    estimator.save(tmp / "model.pt")
+    shutil.rmtree(OUT, ignore_errors=True)
+    tmp.rename(OUT)
+    history = pd.DataFrame(result.history).drop(columns=["seconds"], errors="ignore")
+    with atomic_path(METRICS / "snr_training.csv") as tmp:
+        history.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+    print(f"SNR estimator: epoch {result.selected_epoch} selected, "
+          f"validation L1 {history['val_loss'].min():.3f} dB")
+
+
+if __name__ == "__main__":
+    run(main)
