@@ -1,11 +1,22 @@
 """Noisy mixtures at chosen SNRs, stored in HDF5 shards per machine type and condition.
 
-SNR is defined over the whole clip: 10*log10(P_signal / P_noise). The noise type
-and segment of each mixture are drawn from a hash of (seed, clip id, condition),
-so the choice does not depend on processing order or worker count. A noise
-shorter than the clip is looped with an equal-power crossfade (never a silent
-gap). Mixtures are stored as float32 without clipping (a loud mixture may
-exceed full scale; nothing downstream needs PCM).
+SNR is defined over the whole clip: 10*log10(P_signal / P_noise); the achieved
+SNR of every mixture is measured on the stored float32 arrays and kept next to
+the target (they agree to ~1e-5 dB). The noise type and segment of each mixture
+are drawn from a hash of (seed, clip id, condition), so the choice does not
+depend on processing order or worker count. A noise segment running past the
+end of its noise wraps around with an equal-power crossfade of ``crossfade_ms``
+(default 50 ms), never a silent gap or a jump.
+
+Mixtures are stored as float32 without clipping: a loud mixture may exceed full
+scale (nothing downstream needs PCM; ``asdlib.audio.write_wav`` refuses to clip
+if one is ever exported). A silent clean clip (power 0: SNR undefined) is left
+out of every condition with a logged warning naming it; NaN or infinite samples
+are an error naming the clip and its file.
+
+Only the calling process writes: workers return arrays, shards are built with
+``asdlib.store.ShardBuilder`` (resumable part files under ``work_dir``, atomic
+publication), so a killed run resumes and ends with the same bytes.
 """
 
 from __future__ import annotations
@@ -81,17 +92,19 @@ def power(x: np.ndarray) -> float:
 def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarray, float]:
     """``clean`` plus ``noise`` scaled to ``snr_db``; returns (mixture, achieved SNR in dB).
 
-    The achieved SNR is measured on the float32 noise actually added.
+    The achieved SNR is measured on the float32 arrays returned: ``clean`` against
+    ``mixture - clean``, the noise the mixture really contains after rounding.
     """
+    clean = np.asarray(clean, dtype=np.float32)
     p_clean, p_noise = power(clean), power(noise)
     if p_clean == 0.0:
         raise ValueError("silent clean signal: SNR undefined")
     if p_noise == 0.0:
         raise ValueError("silent noise segment: cannot reach a finite SNR")
     gain = np.sqrt(p_clean / (p_noise * 10.0 ** (snr_db / 10.0)))
-    scaled = (noise.astype(np.float64) * gain).astype(np.float32)
-    achieved = 10.0 * np.log10(p_clean / power(scaled))
-    return (clean.astype(np.float32) + scaled).astype(np.float32), float(achieved)
+    mixture = (clean + (noise.astype(np.float64) * gain).astype(np.float32)).astype(np.float32)
+    achieved = 10.0 * np.log10(p_clean / power(mixture.astype(np.float64) - clean))
+    return mixture, float(achieved)
 
 
 def noise_segment(noise: np.ndarray, n: int, offset: int, crossfade: int) -> np.ndarray:
@@ -190,7 +203,7 @@ def _mix_batch(task: tuple[_MixJob, list[dict], list[str]]) -> list[tuple[str, d
     out: list[tuple[str, dict | None]] = []
     for record in records:
         clean = job.read_clip(pd.Series(record))
-        check_finite(clean, str(record["path"]))
+        check_finite(clean, f"clip {record['clip_id']} ({record['path']})")
         if power(clean) == 0.0:
             out.append((record["clip_id"], None))
             continue
@@ -227,14 +240,18 @@ def _run_shards(rows: pd.DataFrame, conditions: list[str], job: _MixJob, out_dir
     types = dict(zip(rows["clip_id"], rows["machine_type"]))
     tasks = list(_batches(todo, conditions, job))
     silent: set[str] = set()
-    for batch in parallel_map(_mix_batch, tasks, parallel, desc=desc, total=len(tasks)):
-        for clip_id, mixes in batch:
-            if mixes is None:
-                log.warning("clip %s is silent (SNR undefined): left out of the mixtures", clip_id)
-                silent.add(clip_id)
-                continue
-            for condition, (audio, attrs) in mixes.items():
-                builders[(types[clip_id], condition)].add(f"{clip_id}@{condition}", audio, attrs)
+    try:
+        for batch in parallel_map(_mix_batch, tasks, parallel, desc=desc, total=len(tasks)):
+            for clip_id, mixes in batch:
+                if mixes is None:
+                    log.warning("clip %s is silent (SNR undefined): left out of the mixtures", clip_id)
+                    silent.add(clip_id)
+                    continue
+                for condition, (audio, attrs) in mixes.items():
+                    builders[(types[clip_id], condition)].add(f"{clip_id}@{condition}", audio, attrs)
+    finally:
+        for builder in builders.values():
+            builder.flush()  # a failed or killed run keeps every clip it finished, for the rerun
     kept = rows[~rows["clip_id"].isin(silent)]
     for (machine_type, condition), builder in builders.items():
         ids = kept.loc[kept["machine_type"] == machine_type, "clip_id"]

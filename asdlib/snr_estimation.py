@@ -1,24 +1,35 @@
 """Train and apply the BLSTM SNR estimator; report its errors.
 
-Training examples are mixtures made on the fly from clean training clips and the
-noise bank at SNRs drawn uniformly from a range wider than the test conditions
-(default -10 to +15 dB). Each example is fixed by (seed, index), so a training set
-is reproducible and independent of worker count. Features are log-mel frames
-minus the clip's mean level (an estimator of a ratio must not see the gain).
+Training mixtures are made on the fly from the clean training clips and the
+noise bank, at SNRs drawn uniformly from a range wider than the test conditions
+(default -10 to +15 dB): every epoch sees fresh mixtures (another noise, offset
+and SNR for each clip), which a fixed training set would not give. Each
+example's randomness is one number drawn from torch's generator, which
+``asdlib.training.fit`` seeds and saves in its checkpoints, so a run is
+reproducible and resumes to the same weights.
+
+Validation mixtures are fixed (by the seed) and held out twice over: they use
+clean clips not trained on (``train.val_fraction`` of them, picked by a seeded
+permutation) and the last :data:`VAL_NOISE_FRACTION` of every noise, which
+training mixtures never touch.
+
+Features are log-mel frames minus the clip's mean level, divided by
+:data:`FEATURE_SCALE`: an estimator of a ratio must not see the overall gain (a
+gain is a constant dB shift of every log-mel value).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from asdlib.audio import SAMPLE_RATE
 from asdlib.config import parse, to_dict
@@ -27,9 +38,12 @@ from asdlib.fileio import atomic_path
 from asdlib.mixing import mix_at_snr, noise_segment, power
 from asdlib.models.snr_blstm import SnrBlstm, SnrBlstmSettings
 from asdlib.reporting import condition_order
-from asdlib.training import TrainSettings, fit, load_weights, read_checkpoint, resolve_device, save_checkpoint
+from asdlib.training import (CheckpointError, FitResult, TrainSettings, fit, load_weights, read_checkpoint,
+                             resolve_device, save_checkpoint)
 
 FEATURE_SCALE = 20.0  # dB; brings normalised log-mel values near unit range
+VAL_NOISE_FRACTION = 0.2  # tail of every noise reserved for validation mixtures
+_ROLE = "snr_estimator"
 
 
 @dataclass(frozen=True)
@@ -38,18 +52,27 @@ class SnrTrainSettings(TrainSettings):
 
     epochs: int = 12
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
+    scheduler: Literal["none", "cosine"] = "cosine"
+    lr_min: float = 1e-4
+    val_fraction: float = 0.1
 
 
 @dataclass(frozen=True)
 class SnrEstimatorSettings:
-    """Front end, model, the training-mixture distribution and the optimisation."""
+    """Front end, model, the training-mixture distribution and the optimisation.
+
+    examples_per_epoch: fresh training mixtures per epoch (clean clips are used in
+    turn, so a multiple of the clip count uses each equally often).
+    val_examples: fixed validation mixtures (0: no validation; the last epoch is kept).
+    loss: ``l1`` (mean absolute error in dB, robust) or ``mse``.
+    """
 
     logmel: LogMelSettings = field(default_factory=lambda: LogMelSettings(n_mels=64))
     model: SnrBlstmSettings = field(default_factory=SnrBlstmSettings)
     snr_min_db: float = -10.0
     snr_max_db: float = 15.0
-    examples_per_epoch: int = 2048
+    examples_per_epoch: int = 1280
     val_examples: int = 256
     crossfade_ms: float = 50.0
     loss: Literal["l1", "mse"] = "l1"
@@ -60,31 +83,37 @@ class SnrEstimatorSettings:
             raise ValueError(f"model.n_mels ({self.model.n_mels}) must equal logmel.n_mels ({self.logmel.n_mels})")
         if not self.snr_min_db < self.snr_max_db:
             raise ValueError(f"snr_min_db ({self.snr_min_db}) must be below snr_max_db ({self.snr_max_db})")
-        if self.examples_per_epoch < 2 or self.val_examples < 0:
-            raise ValueError("examples_per_epoch must be >= 2 and val_examples >= 0")
+        if self.examples_per_epoch < 2:
+            raise ValueError(f"examples_per_epoch must be >= 2, got {self.examples_per_epoch}")
+        if self.val_examples < 0:
+            raise ValueError(f"val_examples must be >= 0, got {self.val_examples}")
+        if not 0 <= self.crossfade_ms <= 1000:
+            raise ValueError(f"crossfade_ms must be in [0, 1000], got {self.crossfade_ms}")
         if self.loss not in ("l1", "mse"):
             raise ValueError(f"loss must be 'l1' or 'mse', got {self.loss!r}")
 
 
 class SnrEstimator:
-    """A trained BLSTM with its front end: waveforms in, SNR estimates in dB out."""
+    """A BLSTM with its front end: waveforms in, SNR estimates in dB out."""
 
-    def __init__(self, settings: SnrEstimatorSettings, model: SnrBlstm | None = None) -> None:
+    def __init__(self, settings: SnrEstimatorSettings) -> None:
         self.settings = settings
         self.device = resolve_device(settings.train.device)
-        self.model = (model or SnrBlstm(settings.model)).to(self.device)
+        center = (settings.snr_min_db + settings.snr_max_db) / 2
+        half_range = (settings.snr_max_db - settings.snr_min_db) / 2
+        self.model = SnrBlstm(settings.model, center, half_range).to(self.device)
         self.logmel = LogMel(settings.logmel).to(self.device)
 
     @torch.no_grad()
     def features(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """(batch, samples) -> (batch, frames, n_mels) gain-normalised log-mel."""
+        """(batch, samples) -> (batch, frames, n_mels) gain-normalised log-mel, on the model's device."""
         mel = self.logmel(waveforms.to(self.device))
         mel = mel - mel.mean(dim=(1, 2), keepdim=True)
         return (mel / FEATURE_SCALE).transpose(1, 2)
 
     @torch.no_grad()
     def predict(self, waveforms: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """SNR estimate in dB of each waveform (clips of one length batch together)."""
+        """SNR estimate in dB of each waveform (float64, input order); clips of one length batch together."""
         self.model.eval()
         out = np.empty(len(waveforms), dtype=np.float64)
         order = sorted(range(len(waveforms)), key=lambda i: len(waveforms[i]))
@@ -97,70 +126,119 @@ class SnrEstimator:
         return out
 
     def save(self, path: str | Path) -> None:
-        save_checkpoint(path, self.model, extra={"settings": to_dict(self.settings), "role": "snr_estimator"})
+        """Weights plus settings, atomically (``asdlib.training`` checkpoint format)."""
+        save_checkpoint(path, self.model, extra={"settings": to_dict(self.settings), "role": _ROLE})
 
     @classmethod
     def load(cls, path: str | Path) -> "SnrEstimator":
-        """Load a saved estimator (``weights_only`` loading; a wrong file is a clear error)."""
+        """Load a saved estimator (``weights_only`` loading; a foreign or misshapen file is an error naming it)."""
         extra = read_checkpoint(path).get("extra", {})
-        if extra.get("role") != "snr_estimator":
-            raise ValueError(f"{path}: not an SNR estimator checkpoint")
+        if extra.get("role") != _ROLE:
+            raise CheckpointError(f"{path}: not an SNR estimator checkpoint")
         settings = parse(SnrEstimatorSettings, extra["settings"], str(path))
         estimator = cls(settings)
-        load_weights(path, estimator.model)
+        load_weights(path, estimator.model)  # CheckpointError naming the file on any shape mismatch
         return estimator
 
 
-def make_examples(clips: Sequence[np.ndarray], bank: dict[str, np.ndarray], count: int, seed: int,
+def make_examples(clips: Sequence[np.ndarray], bank: Mapping[str, np.ndarray], count: int, seed: int,
                   settings: SnrEstimatorSettings) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` mixtures (waveforms, true SNRs in dB), example i fixed by (seed, i)."""
-    names = sorted(bank)
-    crossfade = int(round(settings.crossfade_ms * SAMPLE_RATE / 1000.0))
+    """``count`` mixtures (waveforms, achieved SNRs in dB) of ``clips`` and ``bank``, example i fixed by (seed, i)."""
+    usable = _usable(clips)
     waves, snrs = [], []
-    usable = [c for c in clips if power(c) > 0.0]
-    if not usable:
-        raise ValueError("no non-silent clean clips to make SNR training mixtures from")
     for i in range(count):
-        rng = np.random.default_rng([seed, i])
-        clean = usable[rng.integers(len(usable))]
-        noise = bank[names[rng.integers(len(names))]]
-        offset = int(rng.integers(max(len(noise) - len(clean), 1)))
-        snr = float(rng.uniform(settings.snr_min_db, settings.snr_max_db))
-        mixture, achieved = mix_at_snr(clean, noise_segment(noise, len(clean), offset, crossfade), snr)
-        waves.append(mixture)
-        snrs.append(achieved)
+        wave, snr = _example(usable[i % len(usable)], bank, np.random.default_rng([seed, i]), settings)
+        waves.append(wave)
+        snrs.append(snr)
     return np.stack(waves), np.asarray(snrs)
 
 
-def train_snr_estimator(clips: Sequence[np.ndarray], bank: dict[str, np.ndarray],
-                        settings: SnrEstimatorSettings, run_dir: str | Path) -> tuple[SnrEstimator, Any]:
-    """Train on mixtures of ``clips`` (clean training clips of one length); validation mixtures
-    use the last tenth of the clips only. Returns the estimator and the fit result."""
+def train_snr_estimator(clips: Sequence[np.ndarray], bank: Mapping[str, np.ndarray],
+                        settings: SnrEstimatorSettings, run_dir: str | Path) -> tuple[SnrEstimator, FitResult]:
+    """Train on fresh mixtures of ``clips`` (clean training clips of one length) every epoch.
+
+    ``run_dir`` holds ``asdlib.training.fit``'s history and resumable
+    checkpoints. Returns the estimator (holding the weights of the best validation
+    epoch) and the fit result (``.history``: per-epoch losses in dB for ``l1``).
+    """
     if len(clips) < 2:
         raise ValueError(f"need at least 2 clean clips to train the SNR estimator, got {len(clips)}")
-    n_val = max(1, len(clips) // 10) if settings.val_examples else 0
-    train_clips, val_clips = clips[:len(clips) - n_val], clips[len(clips) - n_val:]
-    estimator = SnrEstimator(settings)
+    lengths = {len(clips[i]) for i in range(len(clips))}
+    if len(lengths) > 1:
+        raise ValueError(f"clean clips differ in length ({sorted(lengths)[:4]} samples); crop or pad them "
+                         "to one length (corpus clip_seconds)")
     seed = settings.train.seed
-    train_set = _dataset(estimator, *make_examples(train_clips, bank, settings.examples_per_epoch, seed, settings))
-    val_set = (_dataset(estimator, *make_examples(val_clips, bank, settings.val_examples, seed + 1, settings))
-               if n_val else None)
+    order = np.random.default_rng(seed).permutation(len(clips))
+    n_val = max(1, int(round(len(clips) * settings.train.val_fraction))) if settings.val_examples else 0
+    train_clips = [clips[i] for i in np.sort(order[n_val:])]
+    val_clips = [clips[i] for i in np.sort(order[:n_val])]
+    train_bank, val_bank = _split_noises(bank)
+    torch.manual_seed(seed)  # model initialisation
+    estimator = SnrEstimator(settings)
+    train_set = _FreshMixtures(_usable(train_clips), train_bank, settings)
+    val_set = None
+    if n_val:
+        waves, snrs = make_examples(val_clips, val_bank, settings.val_examples, seed + 1, settings)
+        val_set = TensorDataset(torch.from_numpy(waves), torch.from_numpy(snrs.astype(np.float32)))
     loss = F.l1_loss if settings.loss == "l1" else F.mse_loss
 
     def loss_fn(model: torch.nn.Module, batch: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-        features, target = batch
-        return loss(model(features.to(device)), target.to(device))
+        waves, target = batch
+        return loss(model(estimator.features(waves)), target.to(device))  # in dB (squared for mse)
 
     result = fit(estimator.model, train_set, loss_fn, settings.train, run_dir, val_set=val_set,
-                 name="snr_blstm", extra={"settings": to_dict(settings)})
+                 name="snr_blstm", extra={"settings": to_dict(settings), "role": _ROLE})
     return estimator, result
 
 
-def _dataset(estimator: SnrEstimator, waves: np.ndarray, snrs: np.ndarray) -> TensorDataset:
-    """Features computed once: the training set is fixed, so every epoch reuses them."""
-    features = torch.cat([estimator.features(torch.from_numpy(waves[i:i + 128]))
-                          for i in range(0, len(waves), 128)]).cpu()
-    return TensorDataset(features, torch.from_numpy(snrs.astype(np.float32)))
+class _FreshMixtures(Dataset):
+    """Training mixtures drawn anew at every access: clip ``i mod n``, random noise, offset and SNR.
+
+    The example's random draws come from a 63-bit number taken from torch's global
+    generator, which ``fit`` seeds and checkpoints, so epochs differ but runs repeat.
+    """
+
+    def __init__(self, clips: Sequence[np.ndarray], bank: Mapping[str, np.ndarray],
+                 settings: SnrEstimatorSettings) -> None:
+        self.clips, self.bank, self.settings = clips, bank, settings
+
+    def __len__(self) -> int:
+        return self.settings.examples_per_epoch
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        token = int(torch.randint(0, 2 ** 62, ()).item())
+        rng = np.random.default_rng([self.settings.train.seed, token])
+        wave, snr = _example(self.clips[i % len(self.clips)], self.bank, rng, self.settings)
+        return torch.from_numpy(wave), torch.tensor(snr, dtype=torch.float32)
+
+
+def _example(clean: np.ndarray, bank: Mapping[str, np.ndarray], rng: np.random.Generator,
+             settings: SnrEstimatorSettings) -> tuple[np.ndarray, float]:
+    """One mixture of ``clean`` with a random noise, offset and SNR from ``rng``."""
+    names = sorted(bank)
+    noise = bank[names[rng.integers(len(names))]]
+    offset = int(rng.integers(max(len(noise) - len(clean), 1)))
+    snr = float(rng.uniform(settings.snr_min_db, settings.snr_max_db))
+    crossfade = int(round(settings.crossfade_ms * SAMPLE_RATE / 1000.0))
+    return mix_at_snr(clean, noise_segment(noise, len(clean), offset, crossfade), snr)
+
+
+def _usable(clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+    usable = [c for c in clips if power(c) > 0.0]
+    if not usable:
+        raise ValueError("no non-silent clean clips to make SNR training mixtures from")
+    return usable
+
+
+def _split_noises(bank: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every noise cut in two: the head for training mixtures, the tail for validation ones."""
+    if not bank:
+        raise ValueError("the noise bank is empty")
+    train, val = {}, {}
+    for name, noise in bank.items():
+        cut = int(round(len(noise) * (1.0 - VAL_NOISE_FRACTION)))
+        train[name], val[name] = noise[:cut], noise[cut:]
+    return train, val
 
 
 def snr_report(df: pd.DataFrame) -> dict[str, Any]:
@@ -187,7 +265,7 @@ def snr_report(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def plot_snr_scatter(df: pd.DataFrame, path: str | Path) -> None:
-    """Estimated against true SNR, one colour per condition, with the identity line."""
+    """Estimated against true SNR, one colour per condition, with the identity line (PNG, atomic)."""
     rows = df[df["snr_db"].notna()]
     fig = Figure(figsize=(5.5, 5), layout="constrained")
     ax = fig.subplots()

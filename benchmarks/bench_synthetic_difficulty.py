@@ -68,7 +68,7 @@ def auc_pair(normal: list[float], anomaly: list[float]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--detector", choices=("ae", "pca"), default="ae")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--pca-components", type=int, default=16)
     parser.add_argument("--seed", type=int, default=SyntheticSettings().seed)
     parser.add_argument("--n-jobs", type=int, default=1, help="generation workers")

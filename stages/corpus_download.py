@@ -12,6 +12,9 @@ from asdlib.corpora.mimii import download_mimii, prepare_mimii
 from stages.corpus_params import CorpusParams
 
 DCASE_PARTS = {"dev": "dev", "additional": "eval_train", "eval": "eval_test"}
+# Where each subset's clips lie under the download root: (section folder, split folders).
+DCASE_FOLDERS = {"dev": ("dev_data", ("train", "test")), "additional": ("eval_data", ("train",)),
+                 "eval": ("eval_data", ("test",))}
 
 
 def download(cfg: CorpusParams) -> Path:
@@ -28,8 +31,17 @@ def download(cfg: CorpusParams) -> Path:
 
 
 def prepare(cfg: CorpusParams, root: Path) -> pd.DataFrame:
-    """The manifest of a downloaded corpus."""
+    """The manifest of a downloaded corpus: only the chosen subsets, even when the download
+    folder holds others from earlier runs."""
     if cfg.source == "dcase2020":
-        return prepare_dcase2020(root, machine_types=cfg.machine_types, path_base=Path.cwd())
+        manifest = prepare_dcase2020(root, machine_types=cfg.machine_types, path_base=Path.cwd())
+        keep = manifest["path"].map(lambda path: _in_subsets(path, cfg.dcase2020_subsets))
+        return manifest[keep].reset_index(drop=True)
     return prepare_mimii(root, machine_types=cfg.machine_types, snr_levels=cfg.mimii_levels,
                          channel=cfg.channel, path_base=Path.cwd())
+
+
+def _in_subsets(path: str, subsets: list[str]) -> bool:
+    """True when a DCASE clip (``.../<section>/<type>/<train|test>/<file>``) is in one of ``subsets``."""
+    parts = Path(path).parts
+    return any(parts[-4] == DCASE_FOLDERS[s][0] and parts[-2] in DCASE_FOLDERS[s][1] for s in subsets)

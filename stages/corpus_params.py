@@ -17,7 +17,9 @@ class CorpusParams:
     """source: synthetic (built in), dcase2020 / mimii (downloaded into download_dir,
     or read from there when already present), or folder (any folder in the DCASE
     2020 Task 2 layout, e.g. one you already have). archive_list: an archives.json
-    replacing the packaged one (a mirror whose files have other checksums)."""
+    replacing the packaged one (a mirror whose files have other checksums).
+    clip_seconds: crop or zero-pad every clip to this length when it is read
+    (0: as the corpus has it; DCASE 2020 and MIMII clips are read as 10 s)."""
 
     source: Literal["synthetic", "dcase2020", "mimii", "folder"] = "synthetic"
     machine_types: list[str] = field(default_factory=lambda: ["fan", "pump", "slider", "valve"])
@@ -27,6 +29,7 @@ class CorpusParams:
     archive_list: str = ""
     channel: int = 0
     resample: bool = False
+    clip_seconds: float = 0.0
     mimii_levels: list[str] = field(default_factory=lambda: ["-6dB", "0dB", "6dB"])
     dcase2020_subsets: list[Literal["dev", "additional", "eval"]] = field(default_factory=lambda: ["dev"])
     synthetic: dict[str, Any] = field(default_factory=dict)
@@ -38,6 +41,8 @@ class CorpusParams:
             raise ValueError("folder must be set when source is folder")
         if self.channel < 0:
             raise ValueError(f"channel must be >= 0, got {self.channel}")
+        if self.clip_seconds < 0:
+            raise ValueError(f"clip_seconds must be >= 0 (0: the corpus's own length), got {self.clip_seconds}")
 
     def synthetic_settings(self) -> SyntheticSettings:
         """The generator settings, with the machine types of this section."""

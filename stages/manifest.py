@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from asdlib.audio import SAMPLE_RATE
 from asdlib.corpora.dcase_layout import scan_dcase_layout
 from asdlib.manifest import write_manifest
 
@@ -25,6 +26,8 @@ def main() -> None:
         manifest["channel"] = cfg.channel
     else:
         manifest = prepare(cfg, root)
+    if cfg.clip_seconds:
+        manifest["num_samples"] = int(round(cfg.clip_seconds * SAMPLE_RATE))
     write_manifest(manifest, OUT)
     counts = manifest.groupby(["machine_type", "split", "label"]).size()
     print(counts.to_string())

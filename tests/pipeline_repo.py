@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,3 +77,35 @@ def make_repo(dest: Path, override: dict) -> Path:
     sh(["git", "init", "-q"], dest)
     git_commit(dest, "copy")
     return dest
+
+
+_REPRODUCED: dict[str, Path] = {}
+
+
+def reproduced_repo(tmp_path_factory, override: dict = TINY) -> Path:
+    """A repository made by ``make_repo(override)`` after a full `dvc repro`, results committed.
+
+    Built once per test session and override (a tiny repro takes minutes), so test modules
+    share it; do not change it, take a private copy with ``copy_repo_with_cache``.
+    """
+    key = yaml.safe_dump(override, sort_keys=True)
+    if key not in _REPRODUCED:
+        repo = make_repo(tmp_path_factory.mktemp("reproduced"), override)
+        sh(["dvc", "repro"], repo)
+        git_commit(repo, "results")
+        _REPRODUCED[key] = repo
+    return _REPRODUCED[key]
+
+
+def copy_repo_with_cache(source: Path, dest: Path) -> Path:
+    """A private copy of ``source``: git history, workspace outputs and DVC cache (not .dvc/tmp)."""
+    def skip_dvc_tmp(folder: str, names: list[str]) -> set[str]:
+        return {"tmp"} if Path(folder) == source / ".dvc" else set()
+
+    shutil.copytree(source, dest, symlinks=True, ignore=skip_dvc_tmp, dirs_exist_ok=True)
+    return dest
+
+
+def stages_run(dvc_output: str) -> set[str]:
+    """Names of the stages that `dvc repro` / `dvc exp run` output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", dvc_output))

@@ -36,7 +36,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
-from scipy.signal import butter, sosfilt
+from scipy.signal import butter, sosfiltfilt
 
 from asdlib.audio import write_wav
 from asdlib.corpora import synthetic_rotating, synthetic_slider, synthetic_valve
@@ -167,12 +167,19 @@ def clip_specs(settings: SyntheticSettings) -> list[ClipSpec]:
 
 @dataclass(frozen=True)
 class _MachineId:
+    """One machine ID: its sound-model profile and where it sits in the recording."""
+
     profile: Any  # the model's profile dataclass
-    level_db: float
-    background_db: float
-    background_slope: float
-    fault_path_db: float
-    gain: float  # output gain: level_db over the reference clip's RMS
+    level_db: float  # output level (dBFS) of its reference clip
+    reference_rms: float  # RMS of the model's output for the reference clip
+    background_db: float  # room noise relative to the machine
+    background_slope: float  # room noise colour, dB per octave
+    fault_path_db: float  # how loudly faults reach the microphone (see Fault)
+
+    @property
+    def gain(self) -> float:
+        """Fixed output gain that puts the reference clip at ``level_db``."""
+        return db_to_amp(self.level_db) / self.reference_rms
 
 
 def _type_code(machine_type: str) -> int:
@@ -192,12 +199,12 @@ def _machine(seed: int, machine_type: str, machine_index: int, sample_rate: int)
     level_db = float(id_rng.uniform(*_LEVEL_DB[machine_type]))
     background_db = float(id_rng.uniform(-32.0, -8.0))
     background_slope = float(id_rng.uniform(-3.0, 0.0))
-    fault_path_db = float(id_rng.uniform(-5.0, 5.0))
+    fault_path_db = float(id_rng.uniform(-7.0, 7.0))
     ref_rng = _rng(seed, _REFERENCE_KEY, code, machine_index)
     reference = model.render(profile, model.draw_condition(profile, ref_rng), None,
                              int(_REFERENCE_SECONDS * sample_rate), sample_rate, ref_rng)
-    gain = db_to_amp(level_db) / max(rms(reference), 1e-12)
-    return _MachineId(profile, level_db, background_db, background_slope, fault_path_db, gain)
+    return _MachineId(profile, level_db, max(rms(reference), 1e-12), background_db, background_slope,
+                      fault_path_db)
 
 
 def machine_profile(machine_type: str, machine_index: int, settings: SyntheticSettings) -> Any:
@@ -246,7 +253,9 @@ def _draw_fault(spec: ClipSpec, settings: SyntheticSettings, rng: np.random.Gene
 
 def clip_signal(machine_type: str, machine_index: int, split: Split, label: Label, index: int,
                 settings: SyntheticSettings) -> np.ndarray:
-    """One clip as float32 samples in [-1, 1] (before PCM-16 quantisation)."""
+    """One clip as float32 samples: what :func:`generate_synthetic` writes, before PCM-16
+    quantisation. Peaks stay within 0.98; the rare clip that would exceed it (the
+    loudest faults) is scaled down as a whole."""
     spec = ClipSpec(machine_type, machine_index, split, label, index)
     _check_machine(machine_type, machine_index, settings)
     return _render(spec, settings)
@@ -263,11 +272,11 @@ def _render(spec: ClipSpec, settings: SyntheticSettings) -> np.ndarray:
     load_db = level_rng.uniform(-2.0, 2.0)
     background_db = machine.background_db + level_rng.uniform(-3.0, 3.0)
     background = shaped_noise(n, sr, coloured_gain(machine.background_slope, 40.0, 7000.0), level_rng)
-    reference_rms = db_to_amp(machine.level_db) / machine.gain
-    x = machine.gain * (db_to_amp(load_db) * sound + reference_rms * db_to_amp(background_db) * background)
+    x = machine.gain * (db_to_amp(load_db) * sound
+                        + machine.reference_rms * db_to_amp(background_db) * background)
     # the recording chain's own noise keeps quiet passages above the 16-bit rounding floor
     x += db_to_amp(_SENSOR_NOISE_DBFS) * level_rng.standard_normal(n)
-    x = sosfilt(_dc_blocker(sr), x)
+    x = sosfiltfilt(_dc_blocker(sr), x)
     peak = float(np.max(np.abs(x)))
     if peak > _PEAK_LIMIT:
         x *= _PEAK_LIMIT / peak

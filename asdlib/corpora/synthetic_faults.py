@@ -64,7 +64,7 @@ def bearing_impacts(
     sample_rate: int,
     rng: np.random.Generator,
     speed_envelope: np.ndarray | None = None,
-) -> tuple[np.ndarray, str]:
+) -> np.ndarray:
     """Impacts of a local bearing defect, ringing the bearing's high-frequency mode.
 
     ``travel`` is the (non-decreasing) shaft angle in radians. The defect (outer
@@ -72,8 +72,7 @@ def bearing_impacts(
     of the shaft speed, a little slower for slip, with a timing jitter of 1 % of
     the impact period; inner-race impacts are amplitude-modulated once per shaft
     turn as the defect passes the load zone, ball impacts once per cage turn.
-    ``speed_envelope`` (0..1) scales impacts by speed. Returns the signal at unit
-    RMS and the defect name.
+    ``speed_envelope`` (0..1) scales impacts by speed. Unit RMS.
     """
     n = len(travel)
     defect = ("outer", "inner", "ball")[int(rng.integers(3))]
@@ -82,7 +81,7 @@ def bearing_impacts(
     angle = orders[defect] * (1.0 - slip) * travel + rng.uniform(0, TWO_PI)
     hits = crossings(angle)
     if hits.size == 0:
-        return np.zeros(n), defect
+        return np.zeros(n)
     step = np.maximum(np.gradient(angle)[hits], 1e-9)
     period = TWO_PI / step
     positions = np.round(hits + rng.normal(0.0, 0.01, hits.size) * period).astype(np.int64)
@@ -97,7 +96,7 @@ def bearing_impacts(
     f0, q = bearing.resonance_hz, bearing.resonance_q
     ringing = resonate(pulses, sample_rate, np.array([f0, 1.7 * f0]), np.array([q, 1.3 * q]),
                        np.array([1.0, 0.25]), direct=0.05)
-    return _unit_rms(ringing), defect
+    return _unit_rms(ringing)
 
 
 def cavitation(n: int, sample_rate: int, pass_angle: np.ndarray, rng: np.random.Generator,

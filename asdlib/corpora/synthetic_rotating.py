@@ -150,10 +150,10 @@ def render(p: RotatingProfile, c: RotatingCondition, fault: Fault | None, n: int
 
     shaft_coeffs = p.shaft_coeffs.copy()
     if kind == "imbalance":
-        _grow(shaft_coeffs, 1, fault.level(-16.0, 4.0))
+        _grow(shaft_coeffs, 1, fault.level(-20.0, 0.0))
     elif kind == "misalignment":
-        _grow(shaft_coeffs, 2, fault.level(-20.0, 2.0))
-        _grow(shaft_coeffs, 3, fault.level(-24.0, -2.0))
+        _grow(shaft_coeffs, 2, fault.level(-22.0, 0.0))
+        _grow(shaft_coeffs, 3, fault.level(-26.0, -4.0))
     forces = harmonic_sum(theta, shaft_coeffs)
     passing = harmonic_sum(theta, p.pass_coeffs) * db_to_amp(c.pass_db)
     if kind == "blade_damage":
@@ -168,7 +168,7 @@ def render(p: RotatingProfile, c: RotatingCondition, fault: Fault | None, n: int
 
     if kind in ("imbalance", "misalignment"):
         order = 1 if kind == "imbalance" else 2
-        depth = min(fault.level(-12.0, 0.0), 1.0)
+        depth = min(fault.level(-15.0, -1.0), 1.0)
         # the rotor's wobble redistributes the forces into side-bands (same power)
         wobble = (1.0 + depth * np.cos(order * theta + rng.uniform(0, TWO_PI))) / np.sqrt(1.0 + depth**2 / 2)
         forces *= wobble
@@ -185,13 +185,13 @@ def render(p: RotatingProfile, c: RotatingCondition, fault: Fault | None, n: int
                      rng, p.structure, bounces=1)
         machine += reference * fault.level(-26.0, 2.0) * rat
     elif kind == "bearing":
-        defect_hits, _ = bearing_impacts(theta - theta[0], p.bearing, sample_rate, rng)
-        machine += reference * fault.level(-26.0, 0.0) * defect_hits
+        defect_hits = bearing_impacts(theta - theta[0], p.bearing, sample_rate, rng)
+        machine += reference * fault.level(-30.0, -4.0) * defect_hits
     elif kind == "rub":
-        machine += reference * fault.level(-14.0, 10.0) * _rub(theta, p, fault, sample_rate, rng)
+        machine += reference * fault.level(-18.0, 6.0) * _rub(theta, p, fault, sample_rate, rng)
     elif kind == "cavitation":
         rate = fault.scale(150.0, 800.0)
-        machine += reference * fault.level(-26.0, 2.0) * cavitation(n, sample_rate, pass_angle, rng, rate)
+        machine += reference * fault.level(-28.0, 0.0) * cavitation(n, sample_rate, pass_angle, rng, rate)
     return machine
 
 

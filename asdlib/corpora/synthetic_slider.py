@@ -181,21 +181,21 @@ def render(p: SliderProfile, c: SliderCondition, fault: Fault | None, n: int,
     reference = rms(machine)
 
     if kind == "bearing":
-        defect_hits, _ = bearing_impacts(travel, p.bearing, sample_rate, rng, speed_envelope=speed)
-        machine += reference * fault.level(-20.0, 2.0) * defect_hits
+        defect_hits = bearing_impacts(travel, p.bearing, sample_rate, rng, speed_envelope=speed)
+        machine += reference * fault.level(-24.0, -2.0) * defect_hits
     elif kind == "stick_slip":
         envelope = decaying_bursts(n, slips, rng.uniform(0.004, 0.02, slips.size) * sample_rate,
                                    rng.uniform(0.4, 1.0, slips.size))
         squeal = friction_bursts(np.minimum(envelope, 1.0), sample_rate, rng, p.squeal_hz * 1.3,
                                  p.squeal_hz, squeal_share=0.7)
-        machine += reference * fault.level(-40.0, -14.0) * squeal
+        machine += reference * fault.level(-44.0, -18.0) * squeal
     elif kind == "looseness":
         events = np.concatenate([motion.starts, motion.stops]) / sample_rate
         rat = rattle(n, sample_rate, events, rng.uniform(0.5, 1.0, events.size), rng, p.structure,
                      bounces=int(round(fault.scale(1, 4))))
-        machine += reference * fault.level(-16.0, 6.0) * rat
+        machine += reference * fault.level(-22.0, 0.0) * rat
     elif kind == "rail_defect":
-        machine += reference * fault.level(-14.0, 6.0) * _rail_knocks(motion, speed, p, sample_rate, rng)
+        machine += reference * fault.level(-16.0, 4.0) * _rail_knocks(motion, speed, p, sample_rate, rng)
     return machine
 
 
@@ -203,7 +203,7 @@ def _stick_slip(speed: np.ndarray, fault: Fault, sample_rate: int,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Jerky travel: the carriage sticks (slower) then slips (faster) at 8-25 Hz with
     the same mean speed; returns the new speed and the sample indices of the slips."""
-    depth = fault.scale(0.03, 0.6)
+    depth = fault.scale(0.02, 0.4)
     cycle = np.cumsum(rng.uniform(8.0, 25.0) * (speed > 0.05)) / sample_rate
     frac = cycle % 1.0
     stick = 0.6
@@ -218,8 +218,7 @@ def _rail_knocks(motion: _Motion, speed: np.ndarray, p: SliderProfile, sample_ra
     higher speed; unit level per knock (:func:`per_event_level`)."""
     n = len(speed)
     spots = rng.uniform(0.1, 0.9, int(rng.integers(1, 3)))
-    hits = [np.flatnonzero(np.diff(np.sign(motion.position - s)) != 0) + 1 for s in spots]
-    hits = np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
+    hits = np.concatenate([np.flatnonzero(np.diff(np.sign(motion.position - s)) != 0) + 1 for s in spots])
     force = impacts(n, hits, speed[hits] * rng.uniform(0.8, 1.0, hits.size), contact_samples=4)
     ringing = p.structure.apply(force, sample_rate) + resonate(
         force, sample_rate, np.array([p.bearing.resonance_hz]), np.array([6.0]), np.array([1.0]))

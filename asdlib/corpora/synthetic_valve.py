@@ -112,9 +112,9 @@ def _schedule(p: ValveProfile, c: ValveCondition, fault: Fault | None, duration_
         j = int(rng.integers(len(openings)))
         start, length = openings[j]
         if rng.random() < 0.5:
-            start += rng.choice([-1.0, 1.0]) * fault.scale(0.012, 0.12) / p.cycle_s
+            start += rng.choice([-1.0, 1.0]) * fault.scale(0.005, 0.08) / p.cycle_s
         else:
-            length *= 1.0 + rng.choice([-1.0, 1.0]) * fault.scale(0.15, 0.6)
+            length *= 1.0 + rng.choice([-1.0, 1.0]) * fault.scale(0.08, 0.4)
         openings[j] = (start, length)
     cycle = p.cycle_s * c.cycle_factor
     first = -int(np.ceil(c.start_phase)) - 1
@@ -163,7 +163,7 @@ def render(p: ValveProfile, c: ValveCondition, fault: Fault | None, n: int,
         + harmonic_sum(TWO_PI * p.buzz_hz * t, p.buzz_coeffs) * coil + pump * db_to_amp(c.pump_db)
     if kind == "leak":
         whistle = _whistle(n, sample_rate, p.hiss_hz * rng.uniform(1.3, 2.2), 0.25, rng)
-        machine += fault.level(-28.0, 0.0) * whistle * (1.0 - flow)
+        machine += fault.level(-34.0, -6.0) * whistle * (1.0 - flow)
     elif kind == "sticking":
         whistle = _whistle(n, sample_rate, p.hiss_hz * 2.0 ** rng.uniform(0.6, 1.2), 0.1, rng)
         machine += fault.level(-16.0, 8.0) * whistle * flow
@@ -179,7 +179,8 @@ def _whistle(n: int, sample_rate: int, centre_hz: float, octaves: float,
 def _flutter(n: int, sample_rate: int, opens: np.ndarray, closes: np.ndarray, fault: Fault,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Chatter: on some openings the disc oscillates against its seat at 30-80 Hz.
-    Returns the flow multiplier (0..1) and the sample indices of the seat taps."""
+    Returns the flow multiplier (chopping the flow at the same mean power) and the
+    sample indices of the seat taps."""
     rate = rng.uniform(30.0, 80.0)
     depth = fault.scale(0.1, 0.4)
     flutter = np.ones(n)

@@ -5,6 +5,11 @@ Front end: Slaney-scale, area-normalised log-mel (as the baseline's librosa call
 :class:`~asdlib.models.DenseAE` per machine type, trained with MSE on the vectors of
 the type's training normals (Adam, lr 1e-3, batch 512; published: 100 epochs). The
 score of a clip is the mean reconstruction MSE over its vectors.
+
+Vectors are centred by the training mean vector and divided by one global standard
+deviation. The baseline fed raw dB values; centring only moves a bias the network
+would otherwise spend most of a short CPU training learning, and a single scale
+factor multiplies every score alike, so rankings (AUC) mean the same thing.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ class DenseAEDetector:
         self.settings = settings
         self.device = resolve_device(settings.train.device)
         self.logmel = LogMel(settings.logmel).to(self.device)
-        self.models: dict[str, DenseAE] = {}
+        self.models: dict[str, tuple[DenseAE, torch.Tensor, torch.Tensor]] = {}
 
     def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> dict[str, FitResult]:
         """Train (or resume) a model per machine type in ``run_dir/<type>/``."""
@@ -87,16 +92,20 @@ class DenseAEDetector:
         for machine_type, rows in train_rows.groupby("machine_type", sort=True):
             machine_type = str(machine_type)
             train, val = split_train_val(rows, s.train.val_fraction, s.train.seed)
-            train_set = TensorDataset(self._vectors(train, load, f"{self.name}/{machine_type} features"))
-            val_set = TensorDataset(self._vectors(val, load, f"{self.name}/{machine_type} val")) if len(val) else None
+            vectors = self._vectors(train, load, f"{self.name}/{machine_type} features")
+            centre, scale = vectors.mean(dim=0), vectors.std().clamp(min=1e-3)
+            train_set = TensorDataset((vectors - centre) / scale)
+            val_set = (TensorDataset((self._vectors(val, load, f"{self.name}/{machine_type} val") - centre) / scale)
+                       if len(val) else None)
             seed_everything(s.train.seed)
             model = self._new_model()
-            extra = {"config": s.config(), "machine_type": machine_type, "train_clips": clip_ids_hash(rows)}
+            extra = {"config": s.config(), "machine_type": machine_type, "train_clips": clip_ids_hash(rows),
+                     "centre": centre, "scale": scale}
             folder = unit_dir(Path(run_dir), machine_type)
             results[machine_type] = fit(model, train_set, _loss, s.train, folder, val_set=val_set,
                                         name=f"{self.name}/{machine_type}", extra=extra)
             save_checkpoint(folder / MODEL_FILE, model, extra=extra)
-            self.models[machine_type] = model.eval()
+            self.models[machine_type] = (model.eval(), centre, scale)
         return results
 
     def restore(self, run_dir: str | Path) -> None:
@@ -109,18 +118,19 @@ class DenseAEDetector:
             extra = load_weights(path, model)
             if extra.get("config") != self.settings.config():
                 raise DetectorError(f"{path}: trained with other front-end or model settings than these")
-            self.models[str(extra["machine_type"])] = model.to(self.device).eval()
+            self.models[str(extra["machine_type"])] = (model.to(self.device).eval(), extra["centre"], extra["scale"])
 
     @torch.no_grad()
     def score(self, test_rows: pd.DataFrame, load: LoadFn) -> pd.DataFrame:
         """Columns clip_id, score (mean reconstruction MSE of the clip's vectors), in row order."""
         scores = []
         for row in iter_rows(test_rows, f"{self.name} scoring"):
-            model = self.models.get(str(row["machine_type"]))
-            if model is None:
+            entry = self.models.get(str(row["machine_type"]))
+            if entry is None:
                 raise DetectorError(f"clip {row['clip_id']}: no {self.name} model for machine type "
                                     f"{row['machine_type']} (trained: {', '.join(sorted(self.models)) or 'none'})")
-            vectors = self._clip_vectors(row, load).to(self.device)
+            model, centre, scale = entry
+            vectors = ((self._clip_vectors(row, load) - centre) / scale).to(self.device)
             scores.append(float(model.eval().reconstruction_error(vectors).mean()))
         return scores_frame(list(map(str, test_rows["clip_id"])), {"score": scores})
 
