@@ -7,6 +7,7 @@ import pytest
 
 from asdlib.audio import AudioError, write_wav
 from asdlib.manifest import from_rows, read_clip
+from asdlib.noise_bank import synthesize_noise
 from asdlib.mixing import (MixSettings, build_mixtures, choose_noise, mix_at_snr, noise_segment,
                            parse_condition, power, store_native)
 from asdlib.parallel import ParallelSettings
@@ -28,6 +29,28 @@ def test_achieved_snr_is_exact(snr):
     assert abs(measured - snr) < 0.01
     with pytest.raises(ValueError, match="silent clean"):
         mix_at_snr(np.zeros(10, np.float32), noise[:10], 0.0)
+
+
+@pytest.mark.parametrize("name", ["pink", "machinegun", "factory1", "volvo"])
+@pytest.mark.parametrize("snr", [-6.0, 0.0, 6.0])
+def test_achieved_snr_is_exact_with_bank_noises(name, snr):
+    clean = tone(8000, 330) + tone(8000, 990, amp=0.05)
+    noise = noise_segment(synthesize_noise(name, 0.4, seed=1), 8000, 1234, 800)  # looped: 0.4 s < 0.5 s
+    mixture, achieved = mix_at_snr(clean, noise, snr)
+    assert mixture.dtype == np.float32
+    assert abs(achieved - snr) < 0.01
+    assert abs(10 * np.log10(power(clean) / power(mixture.astype(np.float64) - clean)) - achieved) < 1e-9
+
+
+def test_looped_noise_is_continuous_at_the_seam():
+    # a slow, smooth 'noise' whose end does not match its start: a plain wrap would jump
+    t = np.arange(3000)
+    noise = (np.sin(2 * np.pi * t / 1130.0) + 0.5 * np.cos(2 * np.pi * t / 517.0)).astype(np.float32)
+    out = noise_segment(noise, 9000, 100, crossfade=400)
+    assert np.all(np.isfinite(out))
+    assert abs(float(noise[-1]) - float(noise[0])) > 0.5  # the raw seam would be a jump
+    max_step = np.max(np.abs(np.diff(noise.astype(np.float64))))
+    assert np.max(np.abs(np.diff(out.astype(np.float64)))) < 2.0 * max_step
 
 
 def test_looped_noise_has_no_gap_and_keeps_level():
@@ -160,7 +183,7 @@ def test_silent_clip_excluded_and_nan_clip_named(corpus, tmp_path, caplog):
         x[5] = np.nan
         return x
 
-    with pytest.raises(AudioError, match="NaN"):
+    with pytest.raises(AudioError, match=r"clip fan\.train\.0 .*fan_0\.wav.*NaN"):
         mix(corpus, tmp_path, "n", read=nan_reader)
 
 
