@@ -87,39 +87,60 @@ class ShardBuilder:
         self._pending.clear()
 
     def finish(self, keys: Iterable[str], compression: int = 4) -> None:
-        """Write every key in ``keys`` (in that order) to the shard and clean up parts."""
+        """Write every key in ``keys`` (in that order) to the shard and clean up parts.
+
+        Clips are read from the part files one at a time, so memory stays at about
+        one part file whatever the shard's size.
+        """
         self.flush()
         keys = list(keys)
-        clips = dict(self._iter_parts())
-        missing = [k for k in keys if k not in clips]
+        index = self._index()
+        missing = [k for k in keys if k not in index]
         if missing:
             raise StoreError(f"{self.path}: {len(missing)} clips were never computed, e.g. {missing[:3]}")
-        with atomic_path(self.path) as tmp:
-            with h5py.File(tmp, "w", libver="latest", track_order=False) as f:
-                for key in keys:
-                    data, attrs = clips[key]
-                    chunks = (min(len(data), 16384),) + data.shape[1:] if data.ndim and len(data) else None
-                    ds = f.create_dataset(key, data=data, chunks=chunks, compression="gzip",
-                                          compression_opts=compression, shuffle=True,
-                                          track_times=False)
-                    for name, value in sorted(attrs.items()):
-                        ds.attrs[name] = value
+        opened: tuple[Path, Any] | None = None
+        try:
+            with atomic_path(self.path) as tmp:
+                with h5py.File(tmp, "w", libver="latest", track_order=False) as f:
+                    for key in keys:
+                        part, position, attrs = index[key]
+                        if opened is None or opened[0] != part:
+                            if opened is not None:
+                                opened[1].close()
+                            opened = (part, np.load(part))
+                        data = opened[1][f"a{position}"]
+                        chunks = (min(len(data), 16384),) + data.shape[1:] if data.ndim and len(data) else None
+                        ds = f.create_dataset(key, data=data, chunks=chunks, compression="gzip",
+                                              compression_opts=compression, shuffle=True, track_times=False)
+                        for name, value in sorted(attrs.items()):
+                            ds.attrs[name] = value
+        finally:
+            if opened is not None:
+                opened[1].close()
         shutil.rmtree(self.parts_dir, ignore_errors=True)
 
     def _scan_parts(self) -> set[str]:
-        return {key for key, _ in self._iter_parts()}
+        return set(self._index())
 
-    def _iter_parts(self) -> Iterator[tuple[str, tuple[np.ndarray, dict]]]:
+    def _index(self) -> dict[str, tuple[Path, int, dict]]:
+        """Where each finished clip lies: key -> (part file, position, attributes).
+
+        Unreadable part files (a write cut short outside the atomic rename, a
+        damaged disk) are deleted so their clips are computed again.
+        """
+        index: dict[str, tuple[Path, int, dict]] = {}
         if not self.parts_dir.exists():
-            return
+            return index
         for part in sorted(self.parts_dir.glob("part-*.npz")):
             try:
                 with np.load(part) as npz:
                     meta = json.loads(npz["meta"].tobytes().decode())
-                    for i, item in enumerate(meta):
-                        yield item["key"], (npz[f"a{i}"], item["attrs"])
             except (OSError, ValueError, KeyError, json.JSONDecodeError):
-                part.unlink(missing_ok=True)  # unreadable leftover: recompute its clips
+                part.unlink(missing_ok=True)
+                continue
+            for position, item in enumerate(meta):
+                index[item["key"]] = (part, position, item["attrs"])
+        return index
 
 
 class ShardReader:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import math
@@ -256,8 +257,10 @@ def model_fingerprint(model: torch.nn.Module, settings: TrainSettings, extra: Ma
 def save_checkpoint(path: str | Path, model: torch.nn.Module, **state: Any) -> None:
     """Write ``model``'s weights plus ``state`` (plain data, tensors) atomically to ``path``."""
     payload = {"format": CHECKPOINT_FORMAT, "model_class": _class_name(model), "model": model.state_dict(), **state}
+    buffer = io.BytesIO()  # torch.save names the zip's inner folder after a file's name: the
+    torch.save(payload, buffer)  # random temporary one would make equal weights differ in bytes
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

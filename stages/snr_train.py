@@ -20,6 +20,7 @@ from stages.common import DATA, METRICS, WORK, params_section, run
 from stages.corpus_params import corpus_params
 
 OUT = DATA / "snr" / "model"
+MAX_CLIPS = 2000  # clean clips held in memory to mix from (a seeded sample of larger corpora)
 
 
 def main() -> None:
@@ -27,6 +28,8 @@ def main() -> None:
     resample = corpus_params().resample
     manifest = read_manifest(DATA / "manifest.csv")
     train = manifest[(manifest["split"] == "train") & (manifest["label"] == "normal")]
+    if len(train) > MAX_CLIPS:
+        train = train.sample(n=MAX_CLIPS, random_state=settings.train.seed).sort_values("clip_id")
     clips = [read_clip(row, resample=resample) for _, row in train.iterrows()]
     bank = read_noise_bank(DATA / "noise")
     identity = [(cid, file_digest(path)) for cid, path in zip(train["clip_id"], train["path"])]

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_repo import TINY, deep_update, git_commit, make_repo, sh
+from pipeline_repo import copy_repo_with_cache, deep_update, reproduced_repo, sh
+
+
+pytestmark = pytest.mark.timeout(3600)  # one tiny full repro, shared by the session
 
 
 @pytest.fixture(scope="module")
 def tiny_repo(tmp_path_factory) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("repo"), TINY)
-    sh(["dvc", "repro"], repo)
-    return repo
+    """A private copy of the session's tiny reproduced repository (full `dvc repro` done)."""
+    return copy_repo_with_cache(reproduced_repo(tmp_path_factory), tmp_path_factory.mktemp("e2e"))
 
 
 def test_repro_writes_per_id_metrics(tiny_repo: Path):
@@ -43,7 +45,6 @@ def test_second_repro_does_nothing(tiny_repo: Path):
 
 
 def test_metrics_diff_shows_per_id_changes(tiny_repo: Path):
-    git_commit(tiny_repo, "results")
     changed = deep_update(yaml.safe_load((tiny_repo / "params.yaml").read_text()),
                           {"detectors": {"dense_ae": {"train": {"epochs": 4}}}})
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))

@@ -3,13 +3,24 @@ import pandas as pd
 import pytest
 import torch
 
-from asdlib.models.snr_blstm import SnrBlstm, SnrBlstmSettings
-from asdlib.snr_estimation import (SnrEstimator, SnrEstimatorSettings, SnrTrainSettings, make_examples,
-                                   plot_snr_scatter, snr_report, train_snr_estimator)
-from asdlib.training import save_checkpoint
+from asdlib.config import to_dict
 from asdlib.features import LogMelSettings
+from asdlib.models.snr_blstm import SnrBlstm, SnrBlstmSettings
+from asdlib.snr_estimation import (VAL_NOISE_FRACTION, SnrEstimator, SnrEstimatorSettings, SnrTrainSettings,
+                                   _FreshMixtures, _split_noises, make_examples, plot_snr_scatter, snr_report,
+                                   train_snr_estimator)
+from asdlib.training import CheckpointError, save_checkpoint
 
 SR = 16000
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one torch thread is fastest, and immune to other processes' load."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def machine_clip(rng, n=8000):
@@ -30,16 +41,37 @@ def data():
     return clips, bank
 
 
-def small_settings(**train) -> SnrEstimatorSettings:
-    return SnrEstimatorSettings(logmel=LogMelSettings(n_mels=32), model=SnrBlstmSettings(n_mels=32, hidden=24),
-                                examples_per_epoch=384, val_examples=64,
-                                train=SnrTrainSettings(**{"epochs": 10, "lr": 5e-3, "num_threads": 1, **train}))
+def small_settings(hidden=24, examples=384, **train) -> SnrEstimatorSettings:
+    return SnrEstimatorSettings(logmel=LogMelSettings(n_mels=32), model=SnrBlstmSettings(n_mels=32, hidden=hidden),
+                                examples_per_epoch=examples, val_examples=64,
+                                train=SnrTrainSettings(**{"epochs": 20, "lr": 5e-3, "num_threads": 1, **train}))
 
 
-def test_stacked_layers_shapes():
-    for layers in (1, 2, 3):
-        model = SnrBlstm(SnrBlstmSettings(n_mels=16, hidden=8, layers=layers))
-        assert model(torch.randn(3, 20, 16)).shape == (3,)
+@pytest.mark.parametrize("pooling", ["mean", "final"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_stacked_layers_and_pooling(layers, pooling):
+    torch.manual_seed(0)
+    model = SnrBlstm(SnrBlstmSettings(n_mels=16, hidden=8, layers=layers, pooling=pooling), 2.5, 12.5)
+    frames = torch.randn(3, 20, 16, requires_grad=True)
+    out = model(frames)
+    assert out.shape == (3,)
+    out.sum().backward()  # gradients reach the input through every layer
+    assert frames.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.lstm.parameters())
+    with pytest.raises(ValueError, match="expected"):
+        model(torch.randn(3, 20, 15))
+
+
+def test_final_pooling_reads_each_directions_final_state():
+    torch.manual_seed(0)
+    hidden = 3
+    model = SnrBlstm(SnrBlstmSettings(n_mels=4, hidden=hidden, layers=2, pooling="final"), 1.0, 2.0)
+    frames = torch.randn(2, 6, 4)
+    outputs, _ = model.lstm(torch.tanh(model.project(frames)))
+    # top layer: forward direction after the last frame, backward direction after the first
+    pooled = torch.cat([outputs[:, -1, :hidden], outputs[:, 0, hidden:]], dim=1)
+    expected = 1.0 + 2.0 * model.readout(pooled).squeeze(-1)
+    assert torch.allclose(model(frames), expected, atol=1e-6)
 
 
 def test_examples_are_reproducible(data):
@@ -53,13 +85,12 @@ def test_examples_are_reproducible(data):
 
 def test_estimator_learns_and_round_trips(data, tmp_path):
     clips, bank = data
-    torch.set_num_threads(1)
     estimator, result = train_snr_estimator(clips[:20], bank, small_settings(), tmp_path / "run")
     waves, truth = make_examples(clips[20:], bank, 80, 99, estimator.settings)  # held-out clips
     estimates = estimator.predict(list(waves))
     mae = np.mean(np.abs(estimates - truth))
     baseline = np.mean(np.abs(truth - truth.mean()))
-    assert mae < 0.6 * baseline, (mae, baseline)
+    assert mae < 0.75 * baseline, (mae, baseline)  # clearly better than always answering the mean
     estimator.save(tmp_path / "snr.pt")
     again = SnrEstimator.load(tmp_path / "snr.pt")
     assert np.allclose(again.predict(list(waves[:5])), estimates[:5], atol=1e-5)
@@ -67,8 +98,36 @@ def test_estimator_learns_and_round_trips(data, tmp_path):
 
 def test_wrong_checkpoint_is_a_clear_error(tmp_path):
     save_checkpoint(tmp_path / "other.pt", torch.nn.Linear(2, 2), extra={"role": "detector"})
-    with pytest.raises(ValueError, match="other.pt: not an SNR estimator"):
+    with pytest.raises(CheckpointError, match="other.pt: not an SNR estimator"):
         SnrEstimator.load(tmp_path / "other.pt")
+    # settings say hidden=16, weights are of hidden=8: another shape
+    weights = SnrBlstm(SnrBlstmSettings(n_mels=32, hidden=8))
+    save_checkpoint(tmp_path / "shape.pt", weights,
+                    extra={"settings": to_dict(small_settings(hidden=16)), "role": "snr_estimator"})
+    with pytest.raises(CheckpointError, match=r"shape\.pt: does not fit .*mismatching key"):
+        SnrEstimator.load(tmp_path / "shape.pt")
+
+
+def test_fresh_mixtures_change_every_draw_but_runs_repeat(data, tmp_path):
+    clips, bank = data
+    settings = small_settings(hidden=8, examples=32, epochs=2)
+    dataset = _FreshMixtures(clips, bank, settings)
+    torch.manual_seed(5)
+    first = [dataset[0][1].item() for _ in range(3)]
+    torch.manual_seed(5)
+    assert [dataset[0][1].item() for _ in range(3)] == first  # fixed by torch's (seeded) generator
+    assert len(set(first)) == 3  # the same clip gets a new mixture each time it is drawn
+    runs = [train_snr_estimator(clips[:8], bank, settings, tmp_path / name)[0] for name in ("a", "b")]
+    for (key, a), b in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().values()):
+        assert torch.equal(a, b), key
+
+
+def test_validation_noise_is_held_out():
+    bank = {"white": np.arange(1000, dtype=np.float32), "pink": np.arange(500, dtype=np.float32)}
+    train, val = _split_noises(bank)
+    for name, noise in bank.items():
+        assert len(val[name]) == round(len(noise) * VAL_NOISE_FRACTION)
+        assert np.array_equal(np.concatenate([train[name], val[name]]), noise)
 
 
 def test_report_and_plot(tmp_path):

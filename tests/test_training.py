@@ -237,3 +237,15 @@ def test_segment_dataset_shapes():
     assert torch.equal(item[1] - item[0], torch.ones(3))  # consecutive frames
     centre = SegmentDataset(feats, segment=8, random_offset=False)[0]
     assert torch.equal(centre[0], feats[0][:, 6])
+
+
+def test_equal_weights_give_equal_checkpoint_bytes(tmp_path):
+    """Same params, same bytes: the file name must not leak into the checkpoint."""
+    import torch as _torch
+
+    from asdlib.training import save_checkpoint as _save
+
+    model = _torch.nn.Linear(3, 2)
+    _save(tmp_path / "a.pt", model, extra={"k": 1})
+    _save(tmp_path / "b.pt", model, extra={"k": 1})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
