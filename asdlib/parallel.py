@@ -73,7 +73,7 @@ def _dask_map(fn: Callable[[T], R], items: Iterable[T], settings: ParallelSettin
         cluster = None
     else:
         cluster = LocalCluster(n_workers=settings.workers(), threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+                               processes=True, dashboard_address=":0")
         client = Client(cluster)
     try:
         with joblib.parallel_config(backend="dask"):
