@@ -24,7 +24,7 @@ TINY = {
     "mse": {"settings": {"q_max": 256, "max_steps": 4}},
     "train": {"conditions": ["clean", "0dB"]},
     "detectors": {
-        "dense_ae": {"train": {"epochs": 2}},
+        "dense_ae": {"train": {"epochs": 2, "batch_size": 64}},
         "conformer_ae": {"train": {"epochs": 1}, "pretrain": {"epochs": 1}},
         "stgram_mfn": {"model": {"blocks": "mfn6"}, "train": {"epochs": 1, "batch_size": 8}},
     },

@@ -46,7 +46,7 @@ def test_second_repro_does_nothing(tiny_repo: Path):
 
 def test_metrics_diff_shows_per_id_changes(tiny_repo: Path):
     changed = deep_update(yaml.safe_load((tiny_repo / "params.yaml").read_text()),
-                          {"detectors": {"dense_ae": {"train": {"epochs": 4}}}})
+                          {"detectors": {"dense_ae": {"train": {"epochs": 4, "seed": 7, "batch_size": 64}}}})
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     out = sh(["dvc", "repro"], tiny_repo).stdout
     assert "Running stage 'mse'" not in out and "Running stage 'mix'" not in out

@@ -42,9 +42,9 @@ def object_key(md5: str) -> str:
     return f"files/md5/{md5[:2]}/{md5[2:]}"
 
 
-def changed_paths(repo: Path, *targets: str) -> set[str]:
+def changed_paths(repo: Path) -> set[str]:
     """Every path `dvc status` reports as changed (deps and outs of all stages)."""
-    status = json.loads(sh(["dvc", "status", "--json", *targets], repo).stdout or "{}")
+    status = json.loads(sh(["dvc", "status", "--json"], repo).stdout or "{}")
     return {path for changes in status.values() for change in changes if isinstance(change, dict)
             for kind in ("changed deps", "changed outs") for path in change.get(kind, {})}
 
@@ -112,11 +112,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, seconds: float = 30.0) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"moto server exited: {process.stderr.read()}")
+            raise RuntimeError(f"moto server exited:\n{log.read_text()[-4000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
@@ -126,7 +126,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, seconds: float = 30.0) 
 
 
 @pytest.fixture(scope="module")
-def s3_server():
+def s3_server(tmp_path_factory):
     """A moto S3/IAM server enforcing credentials; yields (endpoint, key id, secret, bucket).
 
     Its first 4 requests are unauthenticated: they create an IAM user allowed s3:*, its access
@@ -137,10 +137,12 @@ def s3_server():
     boto3 = pytest.importorskip("boto3")
     port = _free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"}
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with log.open("w") as log_file:  # a file, not a pipe: the request log must never block the server
+        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                   env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        _wait_for_port(port, process)
+        _wait_for_port(port, process, log)
         endpoint = f"http://127.0.0.1:{port}"
         boot = {"endpoint_url": endpoint, "region_name": "us-east-1",
                 "aws_access_key_id": "bootstrap", "aws_secret_access_key": "bootstrap"}
