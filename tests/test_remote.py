@@ -126,24 +126,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: Path, seconds: flo
 
 
 @pytest.fixture(scope="module")
-def local_only_network(tmp_path_factory):
-    """Keep S3 traffic on 127.0.0.1 and short: no proxies, no AWS profile or keys, few retries."""
-    empty = tmp_path_factory.mktemp("aws") / "empty-config"
-    empty.write_text("")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                     "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            patch.delenv(name, raising=False)
-        patch.setenv("NO_PROXY", "127.0.0.1,localhost")
-        patch.setenv("AWS_MAX_ATTEMPTS", "2")
-        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        patch.setenv("AWS_CONFIG_FILE", str(empty))
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-        yield
-
-
-@pytest.fixture(scope="module")
-def s3_server(local_only_network, tmp_path_factory):
+def s3_server(tmp_path_factory):
     """A moto S3/IAM server enforcing credentials; yields (endpoint, key id, secret, bucket).
 
     Its first 4 requests are unauthenticated: they create an IAM user allowed s3:*, its access
@@ -175,6 +158,21 @@ def s3_server(local_only_network, tmp_path_factory):
         process.wait(timeout=30)
 
 
+@pytest.fixture
+def local_only_network(monkeypatch, tmp_path: Path):
+    """Keep DVC's S3 traffic on 127.0.0.1 and short: no proxies, no AWS profile, few retries."""
+    empty = tmp_path / "aws-empty-config"
+    empty.write_text("")
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "AWS_PROFILE",
+                 "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+
+
 def add_s3_remote(repo: Path, name: str, endpoint: str, bucket: str, key_id: str, secret: str) -> None:
     """Remote URL and endpoint in .dvc/config (committed); credentials in .dvc/config.local."""
     sh(["dvc", "remote", "add", name, f"s3://{bucket}/{name}"], repo)
@@ -183,7 +181,7 @@ def add_s3_remote(repo: Path, name: str, endpoint: str, bucket: str, key_id: str
     sh(["dvc", "remote", "modify", "--local", name, "secret_access_key", secret], repo)
 
 
-def test_s3_push_then_fresh_clone_reuses(origin: Path, s3_server, tmp_path: Path):
+def test_s3_push_then_fresh_clone_reuses(origin: Path, s3_server, local_only_network, tmp_path: Path):
     endpoint, key_id, secret, bucket = s3_server
     repo = copy_repo_with_cache(origin, tmp_path / "origin")
     add_s3_remote(repo, "s3", endpoint, bucket, key_id, secret)
@@ -213,7 +211,8 @@ def test_s3_push_then_fresh_clone_reuses(origin: Path, s3_server, tmp_path: Path
 
 
 @pytest.mark.parametrize("failure", ["closed port", "refused credentials"])
-def test_s3_failures_are_reported_and_lose_nothing(origin: Path, s3_server, tmp_path: Path, failure: str):
+def test_s3_failures_are_reported_and_lose_nothing(origin: Path, s3_server, local_only_network,
+                                                   tmp_path: Path, failure: str):
     endpoint, key_id, secret, bucket = s3_server
     if failure == "closed port":
         endpoint, expected = f"http://127.0.0.1:{_free_port()}", "could not connect"
