@@ -15,6 +15,7 @@ import pandas as pd
 
 from asdlib.fileio import atomic_path, write_json, write_text
 from asdlib.metrics import evaluate_scores, roc_points
+from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.plots import plot_auc_vs_snr, plot_roc, plot_score_histograms
 from asdlib.reporting import auc_vs_snr_table, condition_snr, summary_markdown
 
@@ -39,7 +40,7 @@ class EvaluateParams:
 def main() -> None:
     cfg = params_section("evaluate", EvaluateParams)
     metrics: dict = {}
-    tidy = []
+    tidy, figures = [], []
     for path in sorted(SCORES.glob("*/*.csv")):
         model, input_name = path.parent.name, path.stem
         scores = pd.read_csv(path, dtype={"machine_id": str, "condition": str})
@@ -52,7 +53,9 @@ def main() -> None:
                 tidy.append({"model": name, "input": input_name, "condition": condition,
                              "snr_db": condition_snr(condition), "auc": result["overall"]["auc"],
                              "pauc": result["overall"]["pauc"]})
-                _write_roc(rows, column, cfg, name, input_name, condition)
+                stem = f"{name}.{input_name}.{condition}"
+                _write_roc_table(rows, column, cfg, stem)
+                figures.append((rows, column, stem))
     if not metrics:
         raise FileNotFoundError(f"{SCORES}: no score tables (run the train stages first)")
     write_json(METRICS / "asd.json", metrics)
@@ -62,17 +65,23 @@ def main() -> None:
     with atomic_path(METRICS / "auc_vs_snr.csv") as tmp:
         wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
     plot_auc_vs_snr(table, METRICS / "plots" / "auc_vs_snr.png")
+    for _ in parallel_map(_draw_figures, figures, ParallelSettings(backend="loky", n_jobs=-1),
+                          desc="figures", total=len(figures)):
+        pass
     print((METRICS / "summary.md").read_text())
 
 
-def _write_roc(rows: pd.DataFrame, column: str, cfg: EvaluateParams, name: str, input_name: str,
-               condition: str) -> None:
-    """ROC table (fpr + one TPR column per machine type) and figures for one setting."""
-    stem = f"{name}.{input_name}.{condition}"
+def _write_roc_table(rows: pd.DataFrame, column: str, cfg: EvaluateParams, stem: str) -> None:
+    """ROC table of one setting: fpr + one TPR column per machine type (a DVC plot)."""
     points = roc_points(rows, column, cfg.roc_points)
     wide = points.pivot(index="fpr", columns="machine_type", values="tpr").reset_index()
     with atomic_path(METRICS / "roc" / f"{stem}.csv") as tmp:
         wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+
+
+def _draw_figures(job: tuple[pd.DataFrame, str, str]) -> None:
+    """ROC curves and score histograms of one setting (two PNGs of its own; run in a worker)."""
+    rows, column, stem = job
     plot_roc(rows, METRICS / "plots" / "roc" / f"{stem}.png", score_column=column, title=stem)
     plot_score_histograms(rows, METRICS / "plots" / "hist" / f"{stem}.png", score_column=column,
                           title=stem)

@@ -205,3 +205,19 @@ def test_mahalanobis_and_knn_on_toy_embeddings():
         knn.score(a[:1], ["c"])
     with pytest.raises(ValueError, match="class c: 1 training embedding"):
         MahalanobisScorer().fit(train[:3], ["a", "a", "c"])
+
+
+def test_published_score_is_minus_log_softmax_and_keeps_ranking_where_float32_rounds_to_zero():
+    from asdlib.detectors.stgram_mfn import published_score
+
+    logits = torch.tensor([[3.0, 1.0, -2.0], [0.5, 2.5, 0.0]])
+    label = torch.tensor([0, 2])
+    expected = -torch.log_softmax(logits.double(), dim=1).gather(1, label[:, None])[:, 0]
+    torch.testing.assert_close(published_score(logits, label), expected)
+    # An own class 30 and 35 logits above the rest: float32 log_softmax says 0 for both.
+    confident = torch.tensor([[30.0, 0.0, 0.0], [35.0, 0.0, 0.0]])
+    label = torch.tensor([0, 0])
+    assert (torch.log_softmax(confident, dim=1)[:, 0] == 0).all()
+    scores = published_score(confident, label)
+    assert 0 < scores[1] < scores[0]
+    torch.testing.assert_close(scores[0], torch.tensor(2 * np.exp(-30.0), dtype=torch.float64))

@@ -1,0 +1,90 @@
+"""Detector quality at other training settings, on the mixtures of a finished `dvc repro`.
+
+Trains one detector on one input (raw mixtures or MSE output) and one SNR condition
+of an existing pipeline run, scores the test clips and prints the mean per-ID AUC
+per machine type and overall for every score the detector gives. Use it to ask
+"would more epochs, another learning rate or another variant beat the baseline?"
+without re-running the pipeline or touching its outputs (checkpoints go to a
+temporary folder).
+
+    .venv/bin/python benchmarks/bench_detector_quality.py conformer_ae raw clean \\
+        '{"train": {"epochs": 12}, "segments_per_clip": 2}'
+    .venv/bin/python benchmarks/bench_detector_quality.py stgram_mfn raw clean \\
+        '{"model": {"blocks": "mfn6"}, "train": {"epochs": 6, "lr": 0.001, "cosine_start_epoch": 0}}'
+
+Settings are the JSON of a ``detectors.<model>`` section of params.yaml (missing
+keys take the library defaults, not params.yaml's). ``--repo`` names the pipeline
+checkout (default: this one). Last line: ``quality: <model> <input> <condition>
+<score>=<mean AUC> ... fit=<s> score=<s>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from asdlib.detectors import build_detector  # noqa: E402
+from asdlib.manifest import read_manifest  # noqa: E402
+from asdlib.store import read_row  # noqa: E402
+
+INPUTS = {"raw": Path("data/mix/manifest.csv"), "mse": Path("data/mse/manifest.csv")}
+PRETRAINED = Path("data/models/conformer_pretrained/model.pt")
+
+
+def mean_aucs(scored: pd.DataFrame, column: str) -> tuple[float, dict[str, float]]:
+    """Mean over IDs of the per-ID AUC: overall and per machine type."""
+    per_id = {key: roc_auc_score(rows["label"] == "anomaly", rows[column])
+              for key, rows in scored.groupby(["machine_type", "machine_id"])}
+    types = sorted({machine_type for machine_type, _ in per_id})
+    by_type = {t: float(np.mean([v for (mt, _), v in per_id.items() if mt == t])) for t in types}
+    return float(np.mean(list(per_id.values()))), by_type
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=["dense_ae", "conformer_ae", "stgram_mfn"])
+    parser.add_argument("input", choices=sorted(INPUTS))
+    parser.add_argument("condition")
+    parser.add_argument("settings", nargs="?", default="{}", help="JSON of a detectors.<model> section")
+    parser.add_argument("--repo", type=Path, default=ROOT)
+    args = parser.parse_args()
+    os.chdir(args.repo)  # manifests name their HDF5 stores relative to the repo
+    manifest = read_manifest(INPUTS[args.input])
+    rows = manifest[manifest["condition"] == args.condition]
+    if rows.empty:
+        sys.exit(f"{INPUTS[args.input]}: no clips of condition {args.condition!r}")
+    train = rows[(rows["split"] == "train") & (rows["label"] == "normal")]
+    test = rows[rows["split"] == "test"]
+    options = {"pretrained_weights": PRETRAINED} if args.model == "conformer_ae" else {}
+    detector = build_detector(args.model, json.loads(args.settings), "settings", **options)
+    with tempfile.TemporaryDirectory(prefix="asd-quality-") as work:
+        started = time.perf_counter()
+        detector.fit(train, read_row, work)
+        fitted = time.perf_counter()
+        scores = detector.score(test, read_row)
+        scored_at = time.perf_counter()
+    scored = test.reset_index(drop=True).merge(scores, on="clip_id", validate="1:1")
+    columns = [c for c in scores.columns if c.startswith("score_")] or ["score"]
+    summary = []
+    for column in columns:
+        overall, by_type = mean_aucs(scored, column)
+        print(f"{column:18s} mean AUC {overall:.3f}  " + "  ".join(f"{t} {v:.3f}" for t, v in by_type.items()))
+        summary.append(f"{column}={overall:.3f}")
+    print(f"quality: {args.model} {args.input} {args.condition} {' '.join(summary)} "
+          f"fit={fitted - started:.0f} score={scored_at - fitted:.0f}")
+
+
+if __name__ == "__main__":
+    main()
