@@ -28,28 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from sklearn.metrics import roc_auc_score
+from asdlib.detectors import build_detector
+from asdlib.manifest import read_manifest
+from asdlib.metrics import evaluate_scores
+from asdlib.store import read_row
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from asdlib.detectors import build_detector  # noqa: E402
-from asdlib.manifest import read_manifest  # noqa: E402
-from asdlib.store import read_row  # noqa: E402
 
 INPUTS = {"raw": Path("data/mix/manifest.csv"), "mse": Path("data/mse/manifest.csv")}
 PRETRAINED = Path("data/models/conformer_pretrained/model.pt")
-
-
-def mean_aucs(scored: pd.DataFrame, column: str) -> tuple[float, dict[str, float]]:
-    """Mean over IDs of the per-ID AUC: overall and per machine type."""
-    per_id = {key: roc_auc_score(rows["label"] == "anomaly", rows[column])
-              for key, rows in scored.groupby(["machine_type", "machine_id"])}
-    types = sorted({machine_type for machine_type, _ in per_id})
-    by_type = {t: float(np.mean([v for (mt, _), v in per_id.items() if mt == t])) for t in types}
-    return float(np.mean(list(per_id.values()))), by_type
 
 
 def main() -> None:
@@ -79,8 +66,10 @@ def main() -> None:
     columns = [c for c in scores.columns if c.startswith("score_")] or ["score"]
     summary = []
     for column in columns:
-        overall, by_type = mean_aucs(scored, column)
-        print(f"{column:18s} mean AUC {overall:.3f}  " + "  ".join(f"{t} {v:.3f}" for t, v in by_type.items()))
+        result = evaluate_scores(scored, column)
+        overall = result.pop("overall")["auc"]
+        print(f"{column:18s} mean AUC {overall:.3f}  "
+              + "  ".join(f"{t} {v['mean']['auc']:.3f}" for t, v in result.items()))
         summary.append(f"{column}={overall:.3f}")
     print(f"quality: {args.model} {args.input} {args.condition} {' '.join(summary)} "
           f"fit={fitted - started:.0f} score={scored_at - fitted:.0f}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 import pandas as pd
 import torch
@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from asdlib.datasets import LoadFn, load_clip
 from asdlib.features import LogMel, LogMelSettings, MelNorm, MelScale
 
+T = TypeVar("T")
 MODEL_FILE = "model.pt"  # selected weights + what scoring needs, written after training
 
 
@@ -69,6 +70,23 @@ def logmels(rows: pd.DataFrame, load: LoadFn, logmel: LogMel, device: torch.devi
 def unit_dir(run_dir: Path, unit: str) -> Path:
     """Folder of one trained model (a machine type, or ``all``) inside ``run_dir``."""
     return Path(run_dir) / unit
+
+
+def model_files(run_dir: str | Path, detector: str) -> list[Path]:
+    """The per-machine-type model files ``run_dir/*/model.pt`` written by a fit; an error if none."""
+    files = sorted(Path(run_dir).glob(f"*/{MODEL_FILE}"))
+    if not files:
+        raise DetectorError(f"{run_dir}: no trained {detector} models (*/{MODEL_FILE})")
+    return files
+
+
+def model_for(models: dict[str, T], row: pd.Series, detector: str) -> T:
+    """The entry of ``models`` for the clip's machine type; an error naming the clip if none."""
+    entry = models.get(str(row["machine_type"]))
+    if entry is None:
+        raise DetectorError(f"clip {row['clip_id']}: no {detector} model for machine type "
+                            f"{row['machine_type']} (trained: {', '.join(sorted(models)) or 'none'})")
+    return entry
 
 
 def scores_frame(clip_ids: list[str], columns: dict[str, list[float]]) -> pd.DataFrame:

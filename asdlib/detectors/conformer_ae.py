@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, SegmentDataset, clip_ids_hash, segment_length, split_train_val
 from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSettings, check_training_rows,
-                                     clip_logmel, iter_rows, logmels, scores_frame, unit_dir)
+                                     clip_logmel, iter_rows, logmels, model_files, model_for,
+                                     scores_frame, unit_dir)
 from asdlib.features import LogMel
 from asdlib.models import ConformerAE, ConformerAESettings
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, resolve_device, save_checkpoint,
@@ -144,10 +145,7 @@ class ConformerAEDetector:
 
     def restore(self, run_dir: str | Path) -> None:
         """Load the trained model of every machine type found in ``run_dir``."""
-        files = sorted(Path(run_dir).glob(f"*/{MODEL_FILE}"))
-        if not files:
-            raise DetectorError(f"{run_dir}: no trained {self.name} models (*/{MODEL_FILE})")
-        for path in files:
+        for path in model_files(run_dir, self.name):
             model = ConformerAE.from_settings(self.settings.model)
             extra = load_weights(path, model)
             if extra.get("config") != self.settings.config() or extra.get("role") != "detector":
@@ -159,11 +157,7 @@ class ConformerAEDetector:
         """Columns clip_id, score (mean reconstruction MSE of the whole clip's frames), in row order."""
         scores = []
         for row in iter_rows(test_rows, f"{self.name} scoring"):
-            entry = self.models.get(str(row["machine_type"]))
-            if entry is None:
-                raise DetectorError(f"clip {row['clip_id']}: no {self.name} model for machine type "
-                                    f"{row['machine_type']} (trained: {', '.join(sorted(self.models)) or 'none'})")
-            model, mean, std = entry
+            model, mean, std = model_for(self.models, row, self.name)
             frames = _normalise(clip_logmel(row, load, self.logmel, self.device), mean, std).T[None]
             scores.append(float(model.eval().reconstruction_error(frames.to(self.device)).mean()))
         return scores_frame(list(map(str, test_rows["clip_id"])), {"score": scores})

@@ -25,7 +25,8 @@ from torch.utils.data import TensorDataset
 from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, clip_ids_hash, split_train_val
 from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSettings, check_training_rows,
-                                     clip_logmel, iter_rows, scores_frame, unit_dir)
+                                     clip_logmel, iter_rows, model_for, model_files, scores_frame,
+                                     unit_dir)
 from asdlib.features import LogMel, stack_frames
 from asdlib.models import DenseAE
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, resolve_device, save_checkpoint,
@@ -110,10 +111,7 @@ class DenseAEDetector:
 
     def restore(self, run_dir: str | Path) -> None:
         """Load the trained model of every machine type found in ``run_dir``."""
-        files = sorted(Path(run_dir).glob(f"*/{MODEL_FILE}"))
-        if not files:
-            raise DetectorError(f"{run_dir}: no trained {self.name} models (*/{MODEL_FILE})")
-        for path in files:
+        for path in model_files(run_dir, self.name):
             model = self._new_model()
             extra = load_weights(path, model)
             if extra.get("config") != self.settings.config():
@@ -125,11 +123,7 @@ class DenseAEDetector:
         """Columns clip_id, score (mean reconstruction MSE of the clip's vectors), in row order."""
         scores = []
         for row in iter_rows(test_rows, f"{self.name} scoring"):
-            entry = self.models.get(str(row["machine_type"]))
-            if entry is None:
-                raise DetectorError(f"clip {row['clip_id']}: no {self.name} model for machine type "
-                                    f"{row['machine_type']} (trained: {', '.join(sorted(self.models)) or 'none'})")
-            model, centre, scale = entry
+            model, centre, scale = model_for(self.models, row, self.name)
             vectors = ((self._clip_vectors(row, load) - centre) / scale).to(self.device)
             scores.append(float(model.eval().reconstruction_error(vectors).mean()))
         return scores_frame(list(map(str, test_rows["clip_id"])), {"score": scores})
