@@ -11,11 +11,14 @@ temporary folder).
         '{"train": {"epochs": 12}, "segments_per_clip": 2}'
     .venv/bin/python benchmarks/bench_detector_quality.py stgram_mfn raw clean \\
         '{"model": {"blocks": "mfn6"}, "train": {"epochs": 6, "lr": 0.001, "cosine_start_epoch": 0}}'
+    .venv/bin/python benchmarks/bench_detector_quality.py --pretrain conformer_ae raw clean \\
+        '{"normalise": "global", "pretrain": {"epochs": 12, "batch_size": 8}}'
 
 Settings are the JSON of a ``detectors.<model>`` section of params.yaml (missing
 keys take the library defaults, not params.yaml's). ``--repo`` names the pipeline
-checkout (default: this one). Last line: ``quality: <model> <input> <condition>
-<score>=<mean AUC> ... fit=<s> score=<s>``.
+checkout (default: this one). The Conformer AE fine-tunes the pipeline's pre-trained
+weights unless ``--pretrain`` pre-trains them anew with the given settings.
+Last line: ``quality: <model> <input> <condition> <score>=<mean AUC> ... fit=<s> score=<s>``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import time
 from pathlib import Path
 
 from asdlib.detectors import build_detector
-from asdlib.manifest import read_manifest
+from asdlib.manifest import read_clip, read_manifest
 from asdlib.metrics import evaluate_scores
 from asdlib.store import read_row
 
@@ -46,6 +49,9 @@ def main() -> None:
     parser.add_argument("condition")
     parser.add_argument("settings", nargs="?", default="{}", help="JSON of a detectors.<model> section")
     parser.add_argument("--repo", type=Path, default=ROOT)
+    parser.add_argument("--pretrain", action="store_true",
+                        help="conformer_ae: pre-train with these settings on the pooled training normals "
+                             "(as the pretrain stage does) instead of using the pipeline's weights")
     args = parser.parse_args()
     os.chdir(args.repo)  # manifests name their HDF5 stores relative to the repo
     manifest = read_manifest(INPUTS[args.input])
@@ -57,8 +63,14 @@ def main() -> None:
     options = {"pretrained_weights": PRETRAINED} if args.model == "conformer_ae" else {}
     detector = build_detector(args.model, json.loads(args.settings), "settings", **options)
     with tempfile.TemporaryDirectory(prefix="asd-quality-") as work:
+        if args.pretrain:
+            corpus = read_manifest(Path("data/manifest.csv"))
+            pooled = corpus[(corpus["split"] == "train") & (corpus["label"] == "normal")]
+            started = time.perf_counter()
+            detector.pretrain(pooled, read_clip, Path(work) / "pretrain")
+            print(f"pre-trained on {len(pooled)} clips in {time.perf_counter() - started:.0f} s")
         started = time.perf_counter()
-        detector.fit(train, read_row, work)
+        detector.fit(train, read_row, Path(work) / "fit")
         fitted = time.perf_counter()
         scores = detector.score(test, read_row)
         scored_at = time.perf_counter()

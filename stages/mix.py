@@ -14,7 +14,8 @@ from asdlib.manifest import read_clip, read_manifest, write_manifest
 from asdlib.mixing import MixSettings, build_mixtures, store_native
 from asdlib.parallel import ParallelSettings
 
-from stages.common import DATA, WORK, params_section, run
+from stages.common import DATA, params_section, run
+from stages.work import work_dir
 from stages.corpus_params import corpus_params
 
 OUT = DATA / "mix"
@@ -28,9 +29,9 @@ def main() -> None:
     tmp = OUT.with_name(".mix.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     if "condition" in manifest.columns:
-        mixtures = store_native(manifest, tmp, WORK / "mix", settings, parallel, read_clip_)
+        mixtures = store_native(manifest, tmp, work_dir("mix"), settings, parallel, read_clip_)
     else:
-        mixtures = build_mixtures(manifest, DATA / "noise", tmp, WORK / "mix", settings, parallel, read_clip_)
+        mixtures = build_mixtures(manifest, DATA / "noise", tmp, work_dir("mix"), settings, parallel, read_clip_)
     mixtures["store"] = mixtures["store"].str.replace(str(tmp), str(OUT), regex=False)
     write_manifest(mixtures, tmp / "manifest.csv")
     shutil.rmtree(OUT, ignore_errors=True)

@@ -19,7 +19,8 @@ from asdlib.manifest import read_manifest, write_manifest
 from asdlib.mse import MseSettings
 from asdlib.parallel import ParallelSettings
 
-from stages.common import DATA, WORK, params_section, run
+from stages.common import DATA, params_section, run
+from stages.work import work_dir
 
 OUT = DATA / "mse"
 
@@ -48,7 +49,7 @@ def main() -> None:
     mixtures = read_manifest(DATA / "mix" / "manifest.csv")
     tmp = OUT.with_name(".mse.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    extracted = extract_manifest(mixtures, snr_targets(mixtures, cfg), tmp, WORK / "mse", cfg.settings,
+    extracted = extract_manifest(mixtures, snr_targets(mixtures, cfg), tmp, work_dir("mse"), cfg.settings,
                                  parallel)
     extracted["store"] = extracted["store"].str.replace(str(tmp), str(OUT), regex=False)
     write_manifest(extracted, tmp / "manifest.csv")

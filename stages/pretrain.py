@@ -22,9 +22,10 @@ from asdlib.config import load_yaml
 from asdlib.corpora.audioset_music import prepare_audioset_music
 from asdlib.detectors import build_detector
 from asdlib.manifest import read_clip, read_manifest
-from asdlib.store import file_digest, fingerprint
+from asdlib.store import file_digest
 
-from stages.common import DATA, PARAMS_FILE, WORK, params_section, run
+from stages.common import DATA, PARAMS_FILE, params_section, run
+from stages.work import work_dir
 
 OUT = DATA / "models" / "conformer_pretrained"
 
@@ -49,7 +50,7 @@ def main() -> None:
     rows = _generic_rows(cfg)
     print(f"pre-training on {len(rows)} clips ({cfg.corpus})")
     identity = [(cid, file_digest(path)) for cid, path in zip(rows["clip_id"], rows["path"])]
-    work = WORK / "pretrain" / fingerprint(detector_params, cfg.corpus, identity)
+    work = work_dir("pretrain", detector_params, cfg.corpus, identity)
     weights = detector.pretrain(rows, _read, work)
     tmp = OUT.with_name(".conformer_pretrained.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -14,9 +14,10 @@ from asdlib.fileio import atomic_path
 from asdlib.manifest import read_clip, read_manifest
 from asdlib.noise_bank import noise_bank_identity, read_noise_bank
 from asdlib.snr_estimation import SnrEstimatorSettings, train_snr_estimator
-from asdlib.store import file_digest, fingerprint
+from asdlib.store import file_digest
 
-from stages.common import DATA, METRICS, WORK, params_section, run
+from stages.common import DATA, METRICS, params_section, run
+from stages.work import work_dir
 from stages.corpus_params import corpus_params
 
 OUT = DATA / "snr" / "model"
@@ -34,7 +35,7 @@ def main() -> None:
     bank = read_noise_bank(DATA / "noise")
     identity = [(cid, file_digest(path)) for cid, path in zip(train["clip_id"], train["path"])]
     noise = noise_bank_identity(DATA / "noise", sorted(bank))
-    work = WORK / "snr" / fingerprint(to_dict(settings), identity, noise)
+    work = work_dir("snr", to_dict(settings), identity, noise)
     estimator, result = train_snr_estimator(clips, bank, settings, work)
     tmp = OUT.with_name(".model.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -21,9 +21,10 @@ from asdlib.config import load_yaml
 from asdlib.detectors import DETECTORS, build_detector
 from asdlib.fileio import atomic_path
 from asdlib.manifest import read_manifest
-from asdlib.store import file_digest, fingerprint, read_row
+from asdlib.store import file_digest, read_row
 
-from stages.common import DATA, METRICS, PARAMS_FILE, WORK, params_section, run
+from stages.common import DATA, METRICS, PARAMS_FILE, params_section, run
+from stages.work import work_dir
 
 INPUTS = {"raw": DATA / "mix" / "manifest.csv", "mse": DATA / "mse" / "manifest.csv"}
 PRETRAINED = DATA / "models" / "conformer_pretrained" / "model.pt"
@@ -81,21 +82,13 @@ def main() -> None:
 
 
 def _work_root(model: str, input_name: str, manifest: pd.DataFrame, detector_params: object) -> Path:
-    """Checkpoint folder keyed by everything the training sees, so a resume never mixes data.
-
-    Folders of other inputs or params for this model and input are removed.
-    """
+    """Checkpoint folder keyed by everything the training sees (and the code), so a resume
+    never mixes data; folders of other keys for this model and input are removed."""
     parts = [detector_params, INPUTS[input_name].read_bytes().decode()]
     parts += [file_digest(Path(store)) for store in sorted(set(manifest["store"]))]
     if model == "conformer_ae" and PRETRAINED.exists():
         parts.append(file_digest(PRETRAINED))
-    parent = WORK / "train" / model / input_name
-    root = parent / fingerprint(*parts)
-    if parent.exists():
-        for stale in parent.iterdir():
-            if stale != root:
-                shutil.rmtree(stale, ignore_errors=True)
-    return root
+    return work_dir(f"train/{model}/{input_name}", *parts)
 
 
 def _histories(work: Path, condition: str) -> list[pd.DataFrame]:

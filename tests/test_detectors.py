@@ -136,6 +136,18 @@ def test_conformer_scratch_differs_and_pretrained_needs_weights(tmp_path):
         ConformerAEDetector(_conformer_settings("pretrained")).fit(TRAIN, _load, tmp_path)
 
 
+def test_conformer_normalise_global_uses_one_scale_and_band_one_per_band(tmp_path):
+    stds = {}
+    for normalise in ("global", "band"):
+        settings = replace(_conformer_settings("scratch"), normalise=normalise)
+        ConformerAEDetector(settings).fit(TRAIN[TRAIN.machine_type == "fan"], _load, tmp_path / normalise)
+        stds[normalise] = read_checkpoint(tmp_path / normalise / "fan" / "model.pt")["extra"]["std"]
+    assert torch.allclose(stds["global"], stds["global"][0].expand_as(stds["global"]))
+    assert stds["band"].std() > 0  # tones and faint noise: bands differ
+    with pytest.raises(ValueError, match="normalise"):
+        replace(_conformer_settings("scratch"), normalise="per_clip")
+
+
 def _stgram_settings(**kw) -> STgramMFNDetectorSettings:
     return STgramMFNDetectorSettings(logmel=replace(STGRAM_LOGMEL, n_mels=N_MELS),
                                      model=STgramMFNSettings(n_mels=N_MELS, blocks="mfn6"),
