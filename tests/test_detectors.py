@@ -24,13 +24,7 @@ TONES = {("fan", "id_00"): 440.0, ("fan", "id_02"): 1000.0, ("pump", "id_00"): 3
 N_MELS = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the test machine is shared, and tiny models gain nothing from more."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _corpus(n_train: int = 6, n_test: int = 3) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:

@@ -14,13 +14,7 @@ from asdlib.training import CheckpointError, save_checkpoint
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one torch thread is fastest, and immune to other processes' load."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def machine_clip(rng, n=8000):

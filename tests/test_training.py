@@ -16,13 +16,7 @@ from asdlib.training import (CheckpointError, TrainSettings, TrainingDiverged, e
                              load_weights, read_checkpoint, resolve_device, save_checkpoint, seed_everything)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the test machine is shared, and tiny models gain nothing from more."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _regression_data(n: int = 96) -> TensorDataset:
