@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from asdlib.detectors import build_detector
+from asdlib.detectors.registry import build_detector
 from asdlib.manifest import read_clip, read_manifest
 from asdlib.metrics import evaluate_scores
 from asdlib.store import read_row

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from asdlib.features import DCASE_BASELINE_LOGMEL, STGRAM_LOGMEL, LogMel, stack_frames
-from asdlib.models import ConformerAE, DenseAE, STgramMFN
+from asdlib.models.conformer_ae import ConformerAE
+from asdlib.models.dense_ae import DenseAE
+from asdlib.models.stgram_mfn import STgramMFN
 
 SAMPLE_RATE = 16000
 N_CLASSES = 41  # (machine type, ID) pairs of DCASE 2020 dev + additional training data

@@ -34,9 +34,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from asdlib.detectors import (ConformerAEDetector, ConformerAEDetectorSettings, DenseAEDetector,
-                              DenseAEDetectorSettings, STgramMFNDetector, STgramMFNDetectorSettings)
-from asdlib.models import STgramMFNSettings
+from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetectorSettings
+from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
+from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSettings
+from asdlib.models.stgram_mfn import STgramMFNSettings
 
 SR = 16000
 PIPELINE = dict(types=4, ids=4, train_per_id=40, test_per_id=24, seconds=2, conditions=4, inputs=2)

@@ -8,7 +8,7 @@ Its output never changes, so re-running it invalidates nothing downstream.
 from __future__ import annotations
 
 from asdlib.config import ConfigError, load_yaml
-from asdlib.detectors import DETECTORS, build_detector
+from asdlib.detectors.registry import DETECTORS, build_detector
 from asdlib.fileio import write_text
 from asdlib.mixing import MixSettings
 from asdlib.noise_bank import NoiseBankSettings

@@ -17,6 +17,7 @@ PARAMS_FILE = Path("params.yaml")
 DATA = Path("data")
 WORK = DATA / ".work"  # resumable scratch space, never a DVC output
 METRICS = Path("metrics")
+CONFORMER_PRETRAINED = DATA / "models" / "conformer_pretrained"  # stage pretrain -> train_conformer_ae
 
 
 def params_section(name: str, cls: type[T]) -> T:

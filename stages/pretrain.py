@@ -18,16 +18,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from asdlib.config import load_yaml
+from asdlib.config import load_yaml, parse
 from asdlib.corpora.audioset_music import prepare_audioset_music
-from asdlib.detectors import build_detector
+from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetectorSettings
 from asdlib.manifest import read_clip, read_manifest
 from asdlib.store import file_digest
 
-from stages.common import DATA, PARAMS_FILE, params_section, run
+from stages.common import CONFORMER_PRETRAINED, DATA, PARAMS_FILE, params_section, run
 from stages.work import work_dir
-
-OUT = DATA / "models" / "conformer_pretrained"
 
 
 @dataclass(frozen=True)
@@ -46,20 +44,21 @@ class PretrainParams:
 def main() -> None:
     cfg = params_section("pretrain", PretrainParams)
     detector_params = load_yaml(PARAMS_FILE).get("detectors", {}).get("conformer_ae")
-    detector = build_detector("conformer_ae", detector_params, f"{PARAMS_FILE}: detectors.conformer_ae")
+    detector = ConformerAEDetector(parse(ConformerAEDetectorSettings, detector_params,
+                                         f"{PARAMS_FILE}: detectors.conformer_ae"))
     rows = _generic_rows(cfg)
     print(f"pre-training on {len(rows)} clips ({cfg.corpus})")
     identity = [(cid, file_digest(path)) for cid, path in zip(rows["clip_id"], rows["path"])]
     work = work_dir("pretrain", detector_params, cfg.corpus, identity)
     weights = detector.pretrain(rows, _read, work)
-    tmp = OUT.with_name(".conformer_pretrained.tmp")
+    tmp = CONFORMER_PRETRAINED.with_name(".conformer_pretrained.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copyfile(weights, tmp / "model.pt")
     history = pd.read_csv(weights.parent / "history.csv").drop(columns=["seconds"], errors="ignore")
     history.to_csv(tmp / "history.csv", index=False, float_format="%.6g", lineterminator="\n")  # no timings: same bytes
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
+    shutil.rmtree(CONFORMER_PRETRAINED, ignore_errors=True)
+    tmp.rename(CONFORMER_PRETRAINED)
 
 
 def _generic_rows(cfg: PretrainParams) -> pd.DataFrame:

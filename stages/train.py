@@ -1,6 +1,10 @@
-"""Stage `train_<model>@<input>`: per SNR condition, fit a detector and score the test clips.
+"""The body of the `train_<model>@<input>` stages: per SNR condition, fit a detector and
+score the test clips.
 
-Usage: python -m stages.train <model> <input>   (input: raw = the mixtures, mse = MSE output)
+Each detector has its own stage script (`stages/train_dense_ae.py`,
+`stages/train_conformer_ae.py`, `stages/train_stgram_mfn.py`) that imports only its
+detector, so editing one detector's code re-runs that detector's training alone.
+Usage: python -m stages.train_<model> <input>   (raw = the mixtures, mse = MSE output)
 
 Checkpoints live in data/.work/train/ so an interrupted run resumes; the stage's
 outputs are the selected model files (data/models/<model>/<input>/<condition>/...),
@@ -14,20 +18,20 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from asdlib.config import load_yaml
-from asdlib.detectors import DETECTORS, build_detector
+from asdlib.config import load_yaml, parse
+from asdlib.detectors.common import Detector
 from asdlib.fileio import atomic_path
 from asdlib.manifest import read_manifest
 from asdlib.store import file_digest, read_row
 
-from stages.common import DATA, METRICS, PARAMS_FILE, params_section, run
+from stages.common import DATA, METRICS, PARAMS_FILE, params_section
 from stages.work import work_dir
 
 INPUTS = {"raw": DATA / "mix" / "manifest.csv", "mse": DATA / "mse" / "manifest.csv"}
-PRETRAINED = DATA / "models" / "conformer_pretrained" / "model.pt"
 SCORE_COLUMNS = ["clip_id", "source_clip_id", "machine_type", "machine_id", "split", "label",
                  "condition", "snr_db"]
 
@@ -45,14 +49,19 @@ class TrainParams:
             raise ValueError("conditions must list at least one condition")
 
 
-def main() -> None:
-    if len(sys.argv) != 3 or sys.argv[1] not in DETECTORS or sys.argv[2] not in INPUTS:
-        raise ValueError(f"usage: python -m stages.train {{{','.join(DETECTORS)}}} {{{','.join(INPUTS)}}}")
-    model, input_name = sys.argv[1], sys.argv[2]
+def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Detector],
+                pretrained: Optional[Path] = None) -> None:
+    """Fit ``detector_cls`` (settings from ``detectors.<model>``) on the input named in argv.
+
+    ``pretrained``: weights file the detector starts from (its bytes key the checkpoints).
+    """
+    if len(sys.argv) != 2 or sys.argv[1] not in INPUTS:
+        raise ValueError(f"usage: python -m stages.train_{model} {{{','.join(INPUTS)}}}")
+    input_name = sys.argv[1]
     cfg = params_section("train", TrainParams)
     detector_params = load_yaml(PARAMS_FILE).get("detectors", {}).get(model)
-    where = f"{PARAMS_FILE}: detectors.{model}"
-    build_detector(model, detector_params, where)  # validate before any work
+    settings = parse(settings_cls, detector_params, f"{PARAMS_FILE}: detectors.{model}")  # before any work
+    options: dict[str, Any] = {"pretrained_weights": pretrained} if pretrained is not None else {}
     manifest = read_manifest(INPUTS[input_name])
     absent = sorted(set(cfg.conditions) - set(manifest["condition"]))
     if absent:
@@ -60,14 +69,13 @@ def main() -> None:
                          f"(it has {sorted(set(manifest['condition']))})")
     models_out = DATA / "models" / model / input_name
     shutil.rmtree(models_out, ignore_errors=True)
-    work_root = _work_root(model, input_name, manifest, detector_params)
+    work_root = _work_root(model, input_name, manifest, detector_params, pretrained)
     scores, histories = [], []
     for condition in cfg.conditions:
         rows = manifest[manifest["condition"] == condition]
         train = rows[(rows["split"] == "train") & (rows["label"] == "normal")]
         test = rows[rows["split"].isin(cfg.score_splits)]
-        options = {"pretrained_weights": PRETRAINED} if model == "conformer_ae" else {}
-        detector = build_detector(model, detector_params, where, **options)
+        detector = detector_cls(settings, **options)
         work = work_root / condition
         print(f"{model}/{input_name}/{condition}: {len(train)} training clips, {len(test)} test clips")
         detector.fit(train, read_row, work)
@@ -81,13 +89,14 @@ def main() -> None:
         pd.concat(histories).to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
-def _work_root(model: str, input_name: str, manifest: pd.DataFrame, detector_params: object) -> Path:
+def _work_root(model: str, input_name: str, manifest: pd.DataFrame, detector_params: object,
+               pretrained: Optional[Path]) -> Path:
     """Checkpoint folder keyed by everything the training sees (and the code), so a resume
     never mixes data; folders of other keys for this model and input are removed."""
     parts = [detector_params, INPUTS[input_name].read_bytes().decode()]
     parts += [file_digest(Path(store)) for store in sorted(set(manifest["store"]))]
-    if model == "conformer_ae" and PRETRAINED.exists():
-        parts.append(file_digest(PRETRAINED))
+    if pretrained is not None and pretrained.exists():
+        parts.append(file_digest(pretrained))
     return work_dir(f"train/{model}/{input_name}", *parts)
 
 
@@ -108,7 +117,3 @@ def _copy_models(work: Path, target: Path) -> None:
         dest = target / path.relative_to(work)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest)
-
-
-if __name__ == "__main__":
-    run(main)

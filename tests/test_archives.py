@@ -20,8 +20,10 @@ from asdlib.corpora.archives import (
     safe_extract,
     with_mirror,
 )
+from asdlib.corpora.dcase2020 import dcase2020_entries
 from asdlib.corpora.download import ChecksumError, DownloadSettings, read_lock
-from fake_corpora import archive_list_for, make_dcase_archive
+from asdlib.corpora.mimii import download_mimii, mimii_entries
+from fake_corpora import archive_list_for, make_dcase_archive, make_mimii_archive, write_archive_list
 
 FAST = DownloadSettings(retries=2, backoff_s=0.0, timeout_s=5.0, progress=False)
 RECORDS = {"dev": "3678171", "eval_train": "3727685", "eval_test": "3841772", "ground_truth": "3951620"}
@@ -69,6 +71,23 @@ def test_bad_archive_list_entries(tmp_path, bad, message):
     path.write_text(json.dumps({"x": [bad]}))
     with pytest.raises(ArchiveError, match=message):
         load_archive_list(path)
+
+
+def test_a_list_lacking_a_chosen_archive_is_refused_before_any_download(tmp_path):
+    def entry(name, machine_type, part):
+        return {"name": name, "url": f"http://x.example/{name}", "machine_type": machine_type, "part": part}
+
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps({"dcase2020": [entry("dev_data_fan.zip", "fan", "dev")],
+                                "mimii": [entry("0_dB_fan.zip", "fan", "0dB")]}))
+    assert [e.name for e in dcase2020_entries(machine_types=["fan"], parts=["dev"], manifest=path)] == [
+        "dev_data_fan.zip"]
+    with pytest.raises(ArchiveError, match=r"list.json: no dcase2020 archive listed for dev/pump, eval_train/fan"):
+        dcase2020_entries(machine_types=["fan", "pump"], parts=["dev", "eval_train"], manifest=path)
+    assert [e.name for e in mimii_entries(machine_types=["fan"], snr_levels=["0dB"], manifest=path)] == [
+        "0_dB_fan.zip"]
+    with pytest.raises(ArchiveError, match="list.json: no mimii archive listed for 6dB/fan$"):
+        mimii_entries(machine_types=["fan"], snr_levels=["0dB", "6dB"], manifest=path)
 
 
 def test_unknown_corpus_and_missing_list(tmp_path):
@@ -220,3 +239,18 @@ def test_lock_pins_sha256_of_unpublished_files(tmp_path, http_server):
     with pytest.raises(ChecksumError, match="sha256"):
         fetch_archive(entry, target, settings=FAST, lock=lock)
     assert not (target / "eval_data_list.csv").exists()
+
+
+def test_mimii_archives_without_a_checksum_are_pinned_on_first_download(tmp_path, http_server):
+    archive = make_mimii_archive(http_server.directory, 0, "fan", n_normal=1, n_abnormal=1, channels=1)
+    content = archive_list_for("mimii", [archive], http_server.url, extra={archive.name: {"md5": None, "size": None}})
+    listed = write_archive_list(tmp_path / "list.json", content)
+    target = tmp_path / "mimii"
+    download_mimii(target, machine_types=["fan"], snr_levels=["0dB"], manifest=listed, settings=FAST,
+                   keep_archives=False)
+    assert len(read_lock(target / "checksums.lock.json")[archive.name]["sha256"]) == 64
+    make_mimii_archive(http_server.directory, 0, "fan", n_normal=2, n_abnormal=1, channels=1)  # upstream changed
+    import shutil
+    shutil.rmtree(target / "0_dB")
+    with pytest.raises(ChecksumError, match="sha256"):
+        download_mimii(target, machine_types=["fan"], snr_levels=["0dB"], manifest=listed, settings=FAST)

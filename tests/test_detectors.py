@@ -10,11 +10,14 @@ import pytest
 import torch
 
 from asdlib.config import ConfigError
-from asdlib.detectors import (ConformerAEDetector, ConformerAEDetectorSettings, DenseAEDetector,
-                              DenseAEDetectorSettings, DetectorError, STgramMFNDetector,
-                              STgramMFNDetectorSettings, build_detector)
+from asdlib.detectors.common import DetectorError
+from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetectorSettings
+from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
+from asdlib.detectors.registry import build_detector
+from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSettings
 from asdlib.features import DCASE_BASELINE_LOGMEL, STGRAM_LOGMEL
-from asdlib.models import ConformerAESettings, STgramMFNSettings
+from asdlib.models.conformer_ae import ConformerAESettings
+from asdlib.models.stgram_mfn import STgramMFNSettings
 from asdlib.scoring import KNNScorer, MahalanobisScorer, UnknownClassError
 from asdlib.training import TrainSettings, read_checkpoint
 

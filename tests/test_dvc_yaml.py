@@ -44,3 +44,12 @@ def test_params_keys_exist():
             for part in str(key).split("."):
                 assert isinstance(node, dict) and part in node, f"{name}: params key {key} not in params.yaml"
                 node = node[part]
+
+
+def test_execution_settings_invalidate_nothing():
+    """`parallel` changes how fast, never what: listing it would re-extract features
+    when a user moves to a bigger machine (the byte-identity it relies on is tested in
+    test_synthetic, test_mixing and test_extraction)."""
+    for name, stage in expanded_stages():
+        keys = [str(k) for k in stage.get("params", [])]
+        assert not [k for k in keys if k == "parallel" or k.startswith("parallel.")], name

@@ -11,19 +11,14 @@ import torch.nn.functional as F
 
 from asdlib.config import ConfigError, parse
 from asdlib.features import STGRAM_LOGMEL, LogMel, LogMelSettings
-from asdlib.models import (
-    ArcFace,
-    ConformerAE,
-    ConformerAESettings,
-    ConformerBlock,
-    DenseAE,
-    MobileFaceNet,
-    RelativeMultiHeadAttention,
-    STgramMFN,
-    STgramMFNSettings,
-    Tgram,
-    reconstruction_mse,
-)
+from asdlib.models.arcface import ArcFace
+from asdlib.models.conformer import ConformerBlock, RelativeMultiHeadAttention
+from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
+from asdlib.models.dense_ae import DenseAE
+from asdlib.models.mobilefacenet import MobileFaceNet
+from asdlib.models.reconstruction import reconstruction_mse
+from asdlib.models.stgram_mfn import STgramMFN, STgramMFNSettings
+from asdlib.models.tgram import Tgram
 
 SR = 16000
 

@@ -29,6 +29,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
+
 from tqdm import tqdm
 
 from asdlib.corpora.download import (
@@ -95,6 +97,22 @@ def corpus_archives(corpus: str, *, manifest: Path | None = None, mirror: str | 
         raise ArchiveError(f"{where}: no corpus {corpus!r} (has: {', '.join(sorted(corpora))})")
     entries = corpora[corpus]
     return [with_mirror(e, mirror) for e in entries] if mirror else entries
+
+
+def select_archives(corpus: str, parts: Sequence[str], machine_types: Sequence[str], *,
+                    manifest: Path | None = None, mirror: str | None = None) -> list[ArchiveEntry]:
+    """The entries of ``corpus`` for the chosen parts and machine types, in list order.
+
+    Every (part, type) pair must have an archive: a missing one is an error naming the
+    archive list, so a custom list that lacks a file fails before any download.
+    """
+    entries = corpus_archives(corpus, manifest=manifest, mirror=mirror)
+    chosen = [e for e in entries if e.part in parts and e.machine_type in machine_types]
+    missing = [f"{part}/{machine_type}" for part in parts for machine_type in machine_types
+               if not any(e.part == part and e.machine_type == machine_type for e in chosen)]
+    if missing:
+        raise ArchiveError(f"{manifest or DEFAULT_MANIFEST}: no {corpus} archive listed for {', '.join(missing)}")
+    return chosen
 
 
 def with_mirror(entry: ArchiveEntry, mirror: str) -> ArchiveEntry:

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from asdlib.corpora.archives import ArchiveEntry, corpus_archives, fetch_archive
+from asdlib.corpora.archives import ArchiveEntry, corpus_archives, fetch_archive, select_archives
 from asdlib.corpora.dcase_layout import CorpusLayoutError, check_choice, scan_dcase_layout
 from asdlib.corpora.download import DownloadSettings
 
@@ -49,14 +49,10 @@ def dcase2020_entries(
     """The archives (and, with ``eval_test``, the ground truth) for the chosen types and parts."""
     types = check_choice("machine type", machine_types, MACHINE_TYPES)
     parts = check_choice("part", parts, PARTS)
-    entries = corpus_archives("dcase2020", manifest=manifest, mirror=mirror)
-    chosen = [e for e in entries if e.part in parts and e.machine_type in types]
+    chosen = select_archives("dcase2020", parts, types, manifest=manifest, mirror=mirror)
     if "eval_test" in parts:
+        entries = corpus_archives("dcase2020", manifest=manifest, mirror=mirror)
         chosen += [e for e in entries if e.part == GROUND_TRUTH_PART]
-    missing = [f"{p}/{t}" for p in parts for t in types
-               if not any(e.part == p and e.machine_type == t for e in chosen)]
-    if missing:
-        raise ValueError(f"{manifest or 'archives.json'}: no dcase2020 archive listed for {', '.join(missing)}")
     return chosen
 
 

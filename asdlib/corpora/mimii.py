@@ -28,13 +28,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from asdlib.corpora.archives import ArchiveEntry, corpus_archives, fetch_archive
+from asdlib.corpora.archives import ArchiveEntry, fetch_archive, select_archives
 from asdlib.corpora.dcase_layout import CorpusLayoutError, LayoutProblems, absolute, check_choice, manifest_path
 from asdlib.corpora.download import DownloadSettings
 from asdlib.manifest import from_rows
 
 MACHINE_TYPES = ("fan", "pump", "slider", "valve")
 SNR_LEVELS = ("-6dB", "0dB", "6dB")
+LOCK_NAME = "checksums.lock.json"
 CLIP_SAMPLES = 160000
 NUM_CHANNELS = 8
 _SNR_FOLDER = re.compile(r"(-?\d+)_?dB")
@@ -51,13 +52,7 @@ def mimii_entries(
     """The archives for the chosen machine types and SNR levels."""
     types = check_choice("machine type", machine_types, MACHINE_TYPES)
     snrs = check_choice("SNR level", snr_levels, SNR_LEVELS)
-    entries = corpus_archives("mimii", manifest=manifest, mirror=mirror)
-    chosen = [e for e in entries if e.machine_type in types and e.part in snrs]
-    missing = [f"{s}/{t}" for s in snrs for t in types
-               if not any(e.part == s and e.machine_type == t for e in chosen)]
-    if missing:
-        raise ValueError(f"{manifest or 'archives.json'}: no mimii archive listed for {', '.join(missing)}")
-    return chosen
+    return select_archives("mimii", snrs, types, manifest=manifest, mirror=mirror)
 
 
 def download_mimii(
@@ -70,11 +65,16 @@ def download_mimii(
     settings: DownloadSettings | None = None,
     keep_archives: bool = True,
 ) -> Path:
-    """Download, verify and extract MIMII archives into ``target_dir``; return it."""
+    """Download, verify and extract MIMII archives into ``target_dir``; return it.
+
+    Idempotent. Archives listed without a checksum (in your own ``manifest``) are
+    pinned on first download in ``<target_dir>/checksums.lock.json``, as for DCASE.
+    """
     target_dir = Path(target_dir)
     for entry in mimii_entries(machine_types=machine_types, snr_levels=snr_levels, mirror=mirror,
                                manifest=manifest):
-        fetch_archive(entry, target_dir, settings=settings, keep_archive=keep_archives)
+        fetch_archive(entry, target_dir, settings=settings, keep_archive=keep_archives,
+                      lock=target_dir / LOCK_NAME)
     return target_dir
 
 

@@ -11,63 +11,8 @@ Every detector takes its settings dataclass and offers
 
 ``load(row) -> np.ndarray`` reads one clip's float32 waveform; detectors never open
 files themselves.
+
+Each detector lives in its own module (``dense_ae``, ``conformer_ae``,
+``stgram_mfn``); ``registry`` builds one by name. Nothing is imported here, so a
+stage that trains one detector depends on that detector's code only.
 """
-
-from __future__ import annotations
-
-from pathlib import Path
-from typing import Any, Mapping, Protocol
-
-import pandas as pd
-
-from asdlib.config import parse
-from asdlib.datasets import LoadFn
-from asdlib.detectors.common import DetectorError
-from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetectorSettings
-from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
-from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSettings
-
-
-class Detector(Protocol):
-    """The interface every detector implements."""
-
-    name: str
-
-    def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> Any: ...
-
-    def restore(self, run_dir: str | Path) -> None: ...
-
-    def score(self, test_rows: pd.DataFrame, load: LoadFn) -> pd.DataFrame: ...
-
-
-DETECTORS: dict[str, tuple[type, type]] = {
-    "dense_ae": (DenseAEDetectorSettings, DenseAEDetector),
-    "conformer_ae": (ConformerAEDetectorSettings, ConformerAEDetector),
-    "stgram_mfn": (STgramMFNDetectorSettings, STgramMFNDetector),
-}
-
-
-def build_detector(name: str, settings: Mapping[str, Any] | None = None, where: str = "",
-                   **options: Any) -> Detector:
-    """Detector ``name`` with settings parsed from a mapping (unknown keys rejected).
-
-    ``options`` go to the constructor (e.g. ``pretrained_weights`` for conformer_ae).
-    """
-    if name not in DETECTORS:
-        raise DetectorError(f"{where or 'detector'}: unknown detector {name!r} (known: {', '.join(DETECTORS)})")
-    settings_cls, detector_cls = DETECTORS[name]
-    return detector_cls(parse(settings_cls, settings, where or name), **options)
-
-
-__all__ = [
-    "DETECTORS",
-    "ConformerAEDetector",
-    "ConformerAEDetectorSettings",
-    "DenseAEDetector",
-    "DenseAEDetectorSettings",
-    "Detector",
-    "DetectorError",
-    "STgramMFNDetector",
-    "STgramMFNDetectorSettings",
-    "build_detector",
-]

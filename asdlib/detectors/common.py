@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TypeVar
+from typing import Any, Iterator, Protocol, TypeVar
 
 import pandas as pd
 import torch
@@ -31,6 +31,18 @@ class SlaneyLogMelSettings(LogMelSettings):
 
 class DetectorError(ValueError):
     """A detector cannot fit or score these clips; the message names the clip or class."""
+
+
+class Detector(Protocol):
+    """The interface every detector implements."""
+
+    name: str
+
+    def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> Any: ...
+
+    def restore(self, run_dir: str | Path) -> None: ...
+
+    def score(self, test_rows: pd.DataFrame, load: LoadFn) -> pd.DataFrame: ...
 
 
 def check_training_rows(rows: pd.DataFrame, detector: str) -> None:

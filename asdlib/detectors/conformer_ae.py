@@ -34,7 +34,7 @@ from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSett
                                      clip_logmel, iter_rows, logmels, model_files, model_for,
                                      scores_frame, unit_dir)
 from asdlib.features import LogMel
-from asdlib.models import ConformerAE, ConformerAESettings
+from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, resolve_device, save_checkpoint,
                              seed_everything)
 

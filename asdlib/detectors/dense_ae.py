@@ -28,7 +28,7 @@ from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSett
                                      clip_logmel, iter_rows, model_for, model_files, scores_frame,
                                      unit_dir)
 from asdlib.features import LogMel, stack_frames
-from asdlib.models import DenseAE
+from asdlib.models.dense_ae import DenseAE
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, resolve_device, save_checkpoint,
                              seed_everything)
 

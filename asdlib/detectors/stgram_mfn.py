@@ -34,7 +34,7 @@ from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, WaveformDataset, class_labels, class_names, clip_ids_hash, split_train_val
 from asdlib.detectors.common import MODEL_FILE, DetectorError, check_training_rows, scores_frame
 from asdlib.features import LogMelSettings
-from asdlib.models import STgramMFN, STgramMFNSettings
+from asdlib.models.stgram_mfn import STgramMFN, STgramMFNSettings
 from asdlib.scoring import KNNScorer, MahalanobisScorer
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, read_checkpoint, resolve_device,
                              save_checkpoint, seed_everything)
