@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from asdlib.config import ConfigError, parse
 from asdlib.features import STGRAM_LOGMEL, LogMel, LogMelSettings
@@ -15,7 +16,7 @@ from asdlib.models.arcface import ArcFace
 from asdlib.models.conformer import ConformerBlock, RelativeMultiHeadAttention
 from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
 from asdlib.models.dense_ae import DenseAE
-from asdlib.models.mobilefacenet import MobileFaceNet
+from asdlib.models.mobilefacenet import ChannelPReLU, MobileFaceNet
 from asdlib.models.reconstruction import reconstruction_mse
 from asdlib.models.stgram_mfn import STgramMFN, STgramMFNSettings
 from asdlib.models.tgram import Tgram
@@ -70,6 +71,30 @@ def test_mobilefacenet_stage_structure():
         MobileFaceNet((128, 313), "mfn9")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="MobileFaceNet built for"):
         net(torch.zeros(1, 2, 128, 100))
+
+
+def test_channel_prelu_is_prelu_in_values_gradients_and_state_dict():
+    torch.manual_seed(0)
+    ours, reference = ChannelPReLU(6), nn.PReLU(6)
+    with torch.no_grad():
+        reference.weight.uniform_(-0.5, 0.5)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(3, 6, 5, 7)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    torch.testing.assert_close(ours(x1), reference(x2))
+    (ours(x1) ** 2).sum().backward()
+    (reference(x2) ** 2).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    torch.testing.assert_close(ours.weight.grad, reference.weight.grad)
+    assert list(ChannelPReLU(4).state_dict()) == list(nn.PReLU(4).state_dict())
+    torch.testing.assert_close(ChannelPReLU(4).weight, nn.PReLU(4).weight)
+
+
+def test_mobilefacenet_gives_the_same_embedding_for_either_input_layout():
+    net = MobileFaceNet((64, 32), "mfn6").eval()
+    x = torch.randn(2, 2, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net(x.contiguous(memory_format=torch.channels_last)))
 
 
 @pytest.mark.parametrize("n", [1000, 16000, 16001, 32000, 33000, 160000])

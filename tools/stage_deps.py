@@ -1,6 +1,6 @@
 """Print the local modules a stage imports (transitively): the code deps dvc.yaml must list.
 
-Usage: python tools/stage_deps.py stages.mse [stages.train ...]
+Usage: python tools/stage_deps.py stages.mse [stages.train_dense_ae ...]
 tests/test_dvc_yaml.py uses the same function to keep dvc.yaml honest.
 """
 
