@@ -117,3 +117,8 @@ def _copy_models(work: Path, target: Path) -> None:
         dest = target / path.relative_to(work)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest)
+
+
+if __name__ == "__main__":
+    sys.exit("stages/train.py is the shared body of the train stages; run "
+             "python -m stages.train_{dense_ae,conformer_ae,stgram_mfn} {raw,mse}")
