@@ -66,14 +66,17 @@ def plot_score_histograms(df: pd.DataFrame, path: str | Path, score_column: str 
     _finish(fig, axes, len(types), title or "Anomaly scores, normal vs anomalous clips", path)
 
 
-def plot_auc_vs_snr(table: pd.DataFrame, path: str | Path, metric: str = "auc", title: str = "") -> None:
-    """``metric`` against the SNR condition, one line per model x input.
+def plot_auc_vs_snr(table: pd.DataFrame, path: str | Path, metric: str = "auc", title: str = "",
+                    reference: tuple[str, str] | None = None) -> None:
+    """``metric`` against the SNR condition: one panel per model, one line per input.
 
     ``table`` is tidy: columns model, input, condition (``clean``, ``-6dB``, ``0dB``,
-    ``6`` ...) and ``metric``; with a machine_type column there is one panel per
-    type, and repeated rows of one (model, input, condition) are averaged. ``clean``
-    is placed at the right end. Colour tells the model; the line style tells the
-    input (``raw`` solid, ``mse`` dashed).
+    ``6`` ...) and ``metric``; repeated rows of one (model, input, condition), e.g.
+    one per machine type, are averaged. ``clean`` is placed at the right end. The
+    input ``raw`` is solid, ``mse`` dashed, so each panel shows whether MSE helps
+    that model. ``reference`` = (model, input), e.g. the baseline's raw line, is
+    drawn in grey in every other panel; all panels share the y axis, which shows
+    chance (0.5) as a dash-dotted line.
     """
     missing = [c for c in ("model", "input", "condition", metric) if c not in table.columns]
     if missing:
@@ -81,29 +84,38 @@ def plot_auc_vs_snr(table: pd.DataFrame, path: str | Path, metric: str = "auc", 
     if table.empty:
         raise ValueError("AUC table has no rows")
     positions = condition_positions(table["condition"].astype(str).unique())
-    panels = sorted(table["machine_type"].unique()) if "machine_type" in table.columns else [None]
-    models = sorted(table["model"].unique())
-    colors = {m: f"C{i % 10}" for i, m in enumerate(models)}
-    inputs = sorted(table["input"].unique())
+    means = table.groupby(["model", "input", "condition"], sort=True)[metric].mean().reset_index()
+    lines = {key: line for key, line in means.groupby(["model", "input"], sort=True)}
+    models = sorted(means["model"].unique())
+    inputs = sorted(means["input"].unique(), key=lambda name: (name not in _INPUT_STYLES, name != "raw", name))
     styles = {name: _INPUT_STYLES.get(name, _OTHER_STYLES[i % len(_OTHER_STYLES)]) for i, name in enumerate(inputs)}
-    fig, axes = _panels(len(panels), panel_size=(5.0, 3.8))
-    for ax, panel in zip(axes, panels):
-        rows = table if panel is None else table[table["machine_type"] == panel]
-        means = rows.groupby(["model", "input", "condition"], sort=True)[metric].mean().reset_index()
-        for (model, input_name), line in means.groupby(["model", "input"], sort=True):
-            x = line["condition"].astype(str).map(positions)
-            order = np.argsort(x.to_numpy())
-            ax.plot(x.to_numpy()[order], line[metric].to_numpy()[order], marker="o", color=colors[model],
-                    linestyle=styles[input_name], label=f"{model} / {input_name}")
+    colors = {name: f"C{i % 10}" for i, name in enumerate(inputs)}
+    fig, axes = _panels(len(models), panel_size=(4.0, 3.4))
+    low, high = float(means[metric].min()), float(means[metric].max())
+    for ax, model in zip(axes, models):
+        for input_name in inputs:
+            if (model, input_name) in lines:
+                _snr_line(ax, lines[(model, input_name)], positions, metric, color=colors[input_name],
+                          linestyle=styles[input_name], marker="o", label=input_name)
+        if reference is not None and reference[0] != model and reference in lines:
+            _snr_line(ax, lines[reference], positions, metric, color="0.55", linestyle="-", linewidth=1.2,
+                      marker=".", label=f"{reference[0]} / {reference[1]}")
+        ax.axhline(0.5, color="0.75", linewidth=0.8, linestyle="-.")  # chance
         ax.set_xticks(list(positions.values()), list(positions.keys()))
         if len(set(positions.values())) > 1 and "clean" in {str(c).strip().lower() for c in positions}:
             numeric_right, clean_x = sorted(set(positions.values()))[-2:]
             ax.axvline((numeric_right + clean_x) / 2, color="0.7", linewidth=0.8, linestyle=":")
-        ax.set(title="" if panel is None else str(panel), xlabel="SNR condition", ylabel=metric.upper())
+        ax.set(title=str(model), xlabel="SNR condition", ylabel=metric.upper(),
+               ylim=(min(low, 0.5) - 0.03, high + 0.03))
         ax.grid(alpha=0.3)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small",
-               handlelength=3.0)
-    _finish(fig, axes, len(panels), title or f"{metric.upper()} against SNR", path)
+        ax.legend(fontsize="small", loc="upper left")
+    _finish(fig, axes, len(models), title or f"{metric.upper()} against SNR, with and without MSE", path)
+
+
+def _snr_line(ax: Axes, line: pd.DataFrame, positions: dict[str, float], metric: str, **style) -> None:
+    x = line["condition"].astype(str).map(positions).to_numpy()
+    order = np.argsort(x)
+    ax.plot(x[order], line[metric].to_numpy()[order], **style)
 
 
 def condition_positions(conditions: Sequence[str]) -> dict[str, float]:

@@ -22,12 +22,14 @@ from asdlib.reporting import auc_vs_snr_table, condition_snr, summary_markdown
 from stages.common import DATA, METRICS, params_section, run
 
 SCORES = DATA / "scores"
+BASELINE = ("dense_ae", "raw")  # drawn in every panel of the AUC-vs-SNR plot, for comparison
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
     """extra_scores: also report the extra scorers (score_<name> columns) as models
-    named <model>_<name>. roc_points: FPR grid size of the ROC tables."""
+    named <model>_<name>, except the one that is the model's own score. roc_points:
+    FPR grid size of the ROC tables."""
 
     extra_scores: bool = True
     roc_points: int = 101
@@ -44,7 +46,7 @@ def main() -> None:
     for path in sorted(SCORES.glob("*/*.csv")):
         model, input_name = path.parent.name, path.stem
         scores = pd.read_csv(path, dtype={"machine_id": str, "condition": str})
-        columns = ["score"] + ([c for c in scores.columns if c.startswith("score_")] if cfg.extra_scores else [])
+        columns = ["score"] + (_extra_columns(scores) if cfg.extra_scores else [])
         for column in columns:
             name = model if column == "score" else f"{model}_{column.removeprefix('score_')}"
             for condition, rows in scores.groupby("condition", sort=False):
@@ -64,11 +66,17 @@ def main() -> None:
     wide = auc_vs_snr_table(table)
     with atomic_path(METRICS / "auc_vs_snr.csv") as tmp:
         wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-    plot_auc_vs_snr(table, METRICS / "plots" / "auc_vs_snr.png")
+    plot_auc_vs_snr(table, METRICS / "plots" / "auc_vs_snr.png", reference=BASELINE)
     for _ in parallel_map(_draw_figures, figures, ParallelSettings(backend="loky", n_jobs=-1),
                           desc="figures", total=len(figures)):
         pass
     print((METRICS / "summary.md").read_text())
+
+
+def _extra_columns(scores: pd.DataFrame) -> list[str]:
+    """The ``score_<name>`` columns, less the one equal to ``score`` (the model's own
+    scorer, e.g. STgram-MFN's ``published``): it is reported once, under the model's name."""
+    return [c for c in scores.columns if c.startswith("score_") and not scores[c].equals(scores["score"])]
 
 
 def _write_roc_table(rows: pd.DataFrame, column: str, cfg: EvaluateParams, stem: str) -> None:

@@ -33,6 +33,8 @@ def test_repro_writes_per_id_metrics(tiny_repo: Path):
                         assert 0.0 <= values["auc"] <= 1.0 and 0.0 <= values["pauc"] <= 1.0
                     assert per_type["mean"]["mauc"] <= per_type["mean"]["auc"]
                 assert set(result["overall"]) == {"auc", "pauc", "auc_hmean", "pauc_hmean"}
+    assert {"stgram_mfn_mahalanobis", "stgram_mfn_knn"} <= set(metrics)  # extra scorers, side by side
+    assert "stgram_mfn_published" not in metrics  # the model's own score: reported once, as stgram_mfn
     snr = json.loads((tiny_repo / "metrics" / "snr.json").read_text())
     assert snr["overall"]["mae"] >= 0
     assert (tiny_repo / "metrics" / "summary.md").read_text().startswith("# Anomaly detection results")

@@ -53,8 +53,11 @@ def test_auc_vs_snr_from_metrics(tmp_path):
     table = pd.DataFrame(rows)
     plot_auc_vs_snr(table.drop(columns="machine_type"), tmp_path / "snr.png")  # averaged over types
     _check_png(tmp_path / "snr.png")
-    plot_auc_vs_snr(table, tmp_path / "snr_types.png", metric="pauc")
+    plot_auc_vs_snr(table, tmp_path / "snr_types.png", metric="pauc", reference=("dense_ae", "raw"))
     _check_png(tmp_path / "snr_types.png")
+    one_model = table[table["model"] == "dense_ae"]
+    plot_auc_vs_snr(one_model, tmp_path / "one.png", reference=("dense_ae", "raw"))
+    assert _check_png(tmp_path / "one.png").shape[1] < _check_png(tmp_path / "snr.png").shape[1]  # a panel per model
 
 
 def test_condition_positions():

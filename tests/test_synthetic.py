@@ -21,6 +21,7 @@ from asdlib.corpora.synthetic import (
     clip_fault,
     clip_signal,
     clip_specs,
+    fault_of_test_clip,
     generate_synthetic,
     machine_profile,
 )
@@ -295,6 +296,22 @@ def test_clip_fault_describes_anomalies_only():
         clip_signal("fan", 0, "train", "anomaly", 0, settings)
     with pytest.raises(ValueError, match="machine_index"):
         clip_signal("fan", 4, "train", "normal", 0, settings)
+
+
+def test_fault_of_test_clip_reads_the_written_names(tmp_path):
+    generate_synthetic(tmp_path, TINY)
+    anomalies = sorted((tmp_path / "dev_data" / "valve" / "test").glob("anomaly_*.wav"))
+    assert len(anomalies) == 4
+    for path in anomalies:
+        number, index = TEST_NAME.match(path.name).group(2, 3)
+        expected = clip_fault("valve", int(number) // 2, "test", "anomaly", int(index), TINY)
+        assert fault_of_test_clip("valve", path, TINY) == expected
+        assert fault_of_test_clip("valve", f"valve.dev.test.{path.stem}", TINY) == expected  # a clip id
+    assert fault_of_test_clip("fan", "normal_id_02_00000000.wav", TINY) is None
+    with pytest.raises(ValueError, match="section_00_0001.wav: not a synthetic test clip name"):
+        fault_of_test_clip("fan", "section_00_0001.wav", TINY)
+    with pytest.raises(ValueError, match="anomaly_id_01_00000000: the synthetic corpus numbers"):
+        fault_of_test_clip("fan", "anomaly_id_01_00000000", TINY)
 
 
 @pytest.mark.parametrize("changes, field", [

@@ -28,6 +28,7 @@ quiet passages.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -148,6 +149,9 @@ class ClipSpec:
         return Path("dev_data") / self.machine_type / self.split / name
 
 
+_TEST_CLIP_NAME = re.compile(r"(normal|anomaly)_id_(\d{2})_(\d{8})(?:\.wav)?$")
+
+
 def machine_id_name(machine_index: int) -> str:
     """``id_00``, ``id_02``, ... for machine index 0, 1, ..."""
     return f"id_{2 * machine_index:02d}"
@@ -241,6 +245,19 @@ def clip_fault(machine_type: str, machine_index: int, split: Split, label: Label
     spec = ClipSpec(machine_type, machine_index, split, label, index)
     _check_machine(machine_type, machine_index, settings)
     return _draw_fault(spec, settings, _clip_rngs(spec, settings)[1])
+
+
+def fault_of_test_clip(machine_type: str, file_name: str, settings: SyntheticSettings) -> Fault | None:
+    """The fault of the test clip ``file_name`` (``anomaly_id_02_00000005.wav``, as
+    written by :func:`generate_synthetic`; a path or a clip id ending in it works too);
+    ``None`` for a normal clip. What lets a detector's results be broken down by fault kind."""
+    match = _TEST_CLIP_NAME.search(str(file_name))
+    if match is None:
+        raise ValueError(f"{file_name}: not a synthetic test clip name (normal|anomaly)_id_XX_NNNNNNNN")
+    label, number, index = match.group(1), int(match.group(2)), int(match.group(3))
+    if number % 2:
+        raise ValueError(f"{file_name}: the synthetic corpus numbers its IDs 00, 02, 04, ...")
+    return clip_fault(machine_type, number // 2, "test", label, index, settings)
 
 
 def _draw_fault(spec: ClipSpec, settings: SyntheticSettings, rng: np.random.Generator) -> Fault | None:

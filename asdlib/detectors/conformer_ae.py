@@ -161,11 +161,13 @@ class ConformerAEDetector:
     @torch.no_grad()
     def score(self, test_rows: pd.DataFrame, load: LoadFn) -> pd.DataFrame:
         """Columns clip_id, score (mean reconstruction MSE of the whole clip's frames), in row order."""
+        for model, *_ in self.models.values():  # once, not per clip (a walk over every module)
+            model.eval()
         scores = []
         for row in iter_rows(test_rows, f"{self.name} scoring"):
             model, mean, std = model_for(self.models, row, self.name)
             frames = _normalise(clip_logmel(row, load, self.logmel, self.device), mean, std).T[None]
-            scores.append(float(model.eval().reconstruction_error(frames.to(self.device)).mean()))
+            scores.append(float(model.reconstruction_error(frames.to(self.device)).mean()))
         return scores_frame(list(map(str, test_rows["clip_id"])), {"score": scores})
 
     def _train(self, model: ConformerAE, train: pd.DataFrame, val: pd.DataFrame, load: LoadFn,

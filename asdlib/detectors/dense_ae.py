@@ -121,11 +121,13 @@ class DenseAEDetector:
     @torch.no_grad()
     def score(self, test_rows: pd.DataFrame, load: LoadFn) -> pd.DataFrame:
         """Columns clip_id, score (mean reconstruction MSE of the clip's vectors), in row order."""
+        for model, *_ in self.models.values():  # once, not per clip (a walk over every module)
+            model.eval()
         scores = []
         for row in iter_rows(test_rows, f"{self.name} scoring"):
             model, centre, scale = model_for(self.models, row, self.name)
             vectors = ((self._clip_vectors(row, load) - centre) / scale).to(self.device)
-            scores.append(float(model.eval().reconstruction_error(vectors).mean()))
+            scores.append(float(model.reconstruction_error(vectors).mean()))
         return scores_frame(list(map(str, test_rows["clip_id"])), {"score": scores})
 
     def _clip_vectors(self, row: pd.Series, load: LoadFn) -> torch.Tensor:
