@@ -12,7 +12,8 @@ caller-supplied ``loss_fn(model, batch, device) -> scalar tensor``. Every epoch 
 A later call with the same model class, parameter shapes, settings (apart from
 ``epochs``, ``device`` and ``num_threads``, which do not change the trajectory)
 and ``extra`` resumes after the last completed epoch and ends, on CPU, with
-exactly the weights of an uninterrupted run. The learning rate is a pure function
+exactly the weights of an uninterrupted run with the same thread count (another
+count splits floating-point sums differently, so the weights differ in the last bits). The learning rate is a pure function
 of the epoch (:func:`epoch_lr`), so there is no scheduler state to carry; a resume
 is refused (and training starts over, logged) if the rates already used differ from
 those the new settings give, e.g. a cosine schedule stretched to more epochs.
@@ -47,8 +48,8 @@ log = logging.getLogger(__name__)
 LossFn = Callable[[torch.nn.Module, Any, torch.device], torch.Tensor]
 CHECKPOINT_FORMAT = 1
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
-# Settings that do not change the weights after a given epoch, so a checkpoint
-# written under other values of them can still be resumed.
+# Settings a checkpoint may be resumed under other values of: they do not change what
+# training does (num_threads changes only the last bits of the sums).
 _NOT_FINGERPRINTED = ("epochs", "device", "num_threads", "checkpoint")
 
 
@@ -70,7 +71,9 @@ class TrainSettings:
     val_fraction: share of the training normals held out (per machine ID) for
     checkpoint choice; the test set is never used for that.
     device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-    num_threads: torch CPU threads during training; 0 leaves torch's default.
+    num_threads: torch CPU threads during training; 0 leaves torch's default (the
+    core count). The trained weights depend on it in the last bits: pin it to get
+    the same bytes on machines with other core counts.
     grad_clip: maximum gradient norm; 0 turns clipping off.
     checkpoint: the weights the model holds after training: the epoch of lowest
     validation loss (``val_loss``; falls back to ``last`` without a validation set)
