@@ -26,6 +26,18 @@ def condition_order(conditions: list[str]) -> list[str]:
     return sorted(conditions, key=lambda c: (c == "clean", condition_snr(c) if c != "clean" else 0.0))
 
 
+def reported_scores(scores: pd.DataFrame, model: str, extra: bool = True) -> dict[str, str]:
+    """Reported name -> column of a scores table: ``score`` as ``model``, then (with
+    ``extra``) every ``score_<name>`` as ``<model>_<name>``, less the one equal to
+    ``score`` (the model's own scorer, e.g. STgram-MFN's ``published``), reported once."""
+    names = {model: "score"}
+    if extra:
+        for column in scores.columns:
+            if column.startswith("score_") and not scores[column].equals(scores["score"]):
+                names[f"{model}_{column.removeprefix('score_')}"] = column
+    return names
+
+
 def auc_vs_snr_table(tidy: pd.DataFrame) -> pd.DataFrame:
     """Rows per condition (noisiest first), a column of mean AUC per model/input.
 

@@ -31,6 +31,7 @@ from sklearn.metrics import roc_auc_score
 
 from asdlib.config import parse
 from asdlib.corpora.synthetic import SyntheticSettings, fault_of_test_clip
+from asdlib.reporting import reported_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,16 +44,6 @@ def synthetic_settings(params_file: Path) -> SyntheticSettings:
                  f"the built-in synthetic corpus")
     settings = parse(SyntheticSettings, corpus.get("synthetic", {}), f"{params_file}: corpus.synthetic")
     return dataclasses.replace(settings, machine_types=list(corpus["machine_types"]))
-
-
-def score_columns(scores: pd.DataFrame) -> dict[str, str]:
-    """Printed name -> column: ``score`` under the model's name, then the extra scorers."""
-    model = str(scores["model"].iloc[0])
-    columns = {model: "score"}
-    for column in scores.columns:
-        if column.startswith("score_") and not scores[column].equals(scores["score"]):
-            columns[f"{model}_{column.removeprefix('score_')}"] = column
-    return columns
 
 
 def auc_per_fault(scores: pd.DataFrame, column: str) -> pd.Series:
@@ -77,20 +68,22 @@ def main() -> None:
     paths = sorted((args.repo / "data" / "scores").glob(f"*/{args.input}.csv"))
     if not paths:
         sys.exit(f"{args.repo / 'data' / 'scores'}: no */{args.input}.csv (run `dvc repro` first)")
-    table, kinds = {}, None
+    table, kinds, fault_kind = {}, None, {}  # fault_kind: source clip id -> kind ("" when normal)
     for path in paths:
         scores = pd.read_csv(path, dtype={"machine_id": str, "condition": str})
         scores = scores[(scores["condition"] == args.condition) & (scores["split"] == "test")]
         if scores.empty:
             sys.exit(f"{path}: no test clips of condition {args.condition!r}")
-        faults = [fault_of_test_clip(machine_type, clip, settings)
-                  for machine_type, clip in zip(scores["machine_type"], scores["source_clip_id"])]
-        scores = scores.assign(model=path.parent.name, fault=["" if f is None else f.kind for f in faults])
+        for machine_type, clip in zip(scores["machine_type"], scores["source_clip_id"]):
+            if clip not in fault_kind:  # every detector scores the same clips: look each up once
+                fault = fault_of_test_clip(machine_type, clip, settings)
+                fault_kind[clip] = "" if fault is None else fault.kind
+        scores = scores.assign(fault=scores["source_clip_id"].map(fault_kind))
         if kinds is None:
             anomalous = scores[scores["fault"] != ""]
             kinds = anomalous.groupby("fault").agg(types=("machine_type", lambda t: ",".join(sorted(set(t)))),
                                                    clips=("clip_id", "size"))
-        for name, column in score_columns(scores).items():
+        for name, column in reported_scores(scores, path.parent.name).items():
             table[name] = auc_per_fault(scores, column)
     result = kinds.join(pd.DataFrame(table)).sort_index()
     print(f"AUC per fault kind (mean over machine IDs), input {args.input}, condition {args.condition}")

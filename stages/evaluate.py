@@ -17,7 +17,7 @@ from asdlib.fileio import atomic_path, write_json, write_text
 from asdlib.metrics import evaluate_scores, roc_points
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.plots import plot_auc_vs_snr, plot_roc, plot_score_histograms
-from asdlib.reporting import auc_vs_snr_table, condition_snr, summary_markdown
+from asdlib.reporting import auc_vs_snr_table, condition_snr, reported_scores, summary_markdown
 
 from stages.common import DATA, METRICS, params_section, run
 
@@ -46,9 +46,7 @@ def main() -> None:
     for path in sorted(SCORES.glob("*/*.csv")):
         model, input_name = path.parent.name, path.stem
         scores = pd.read_csv(path, dtype={"machine_id": str, "condition": str})
-        columns = ["score"] + (_extra_columns(scores) if cfg.extra_scores else [])
-        for column in columns:
-            name = model if column == "score" else f"{model}_{column.removeprefix('score_')}"
+        for name, column in reported_scores(scores, model, cfg.extra_scores).items():
             for condition, rows in scores.groupby("condition", sort=False):
                 result = evaluate_scores(rows, column)
                 metrics.setdefault(name, {}).setdefault(input_name, {})[condition] = result
@@ -71,12 +69,6 @@ def main() -> None:
                           desc="figures", total=len(figures)):
         pass
     print((METRICS / "summary.md").read_text())
-
-
-def _extra_columns(scores: pd.DataFrame) -> list[str]:
-    """The ``score_<name>`` columns, less the one equal to ``score`` (the model's own
-    scorer, e.g. STgram-MFN's ``published``): it is reported once, under the model's name."""
-    return [c for c in scores.columns if c.startswith("score_") and not scores[c].equals(scores["score"])]
 
 
 def _write_roc_table(rows: pd.DataFrame, column: str, cfg: EvaluateParams, stem: str) -> None:

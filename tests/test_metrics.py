@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from asdlib.metrics import MetricsError, evaluate_scores, harmonic_mean, roc_points
+from asdlib.reporting import reported_scores
 
 
 def _table(machine_type, machine_id, labels, scores):
@@ -105,3 +106,10 @@ def test_roc_points_fixed_grid():
     # trapezoid area on the grid approximates the AUC
     auc = roc_auc_score((fan["label"] == "anomaly").astype(int), fan["score"])
     assert np.trapezoid(fan_pts["tpr"], fan_pts["fpr"]) == pytest.approx(auc, abs=0.1)
+
+
+def test_reported_scores_names_extra_scorers_and_skips_the_copy_of_the_own_score():
+    scores = pd.DataFrame({"score": [1.0, 2.0], "score_published": [1.0, 2.0],
+                           "score_knn": [0.5, 0.1], "label": ["normal", "anomaly"]})
+    assert reported_scores(scores, "stgram_mfn") == {"stgram_mfn": "score", "stgram_mfn_knn": "score_knn"}
+    assert reported_scores(scores, "stgram_mfn", extra=False) == {"stgram_mfn": "score"}

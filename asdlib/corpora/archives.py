@@ -100,8 +100,10 @@ def corpus_archives(corpus: str, *, manifest: Path | None = None, mirror: str | 
 
 
 def select_archives(corpus: str, parts: Sequence[str], machine_types: Sequence[str], *,
-                    manifest: Path | None = None, mirror: str | None = None) -> list[ArchiveEntry]:
-    """The entries of ``corpus`` for the chosen parts and machine types, in list order.
+                    manifest: Path | None = None, mirror: str | None = None,
+                    whole_parts: Sequence[str] = ()) -> list[ArchiveEntry]:
+    """The entries of ``corpus`` for the chosen parts and machine types, in list order,
+    then every entry of ``whole_parts`` (parts not split by machine type, e.g. ground truth).
 
     Every (part, type) pair must have an archive: a missing one is an error naming the
     archive list, so a custom list that lacks a file fails before any download.
@@ -112,7 +114,7 @@ def select_archives(corpus: str, parts: Sequence[str], machine_types: Sequence[s
                if not any(e.part == part and e.machine_type == machine_type for e in chosen)]
     if missing:
         raise ArchiveError(f"{manifest or DEFAULT_MANIFEST}: no {corpus} archive listed for {', '.join(missing)}")
-    return chosen
+    return chosen + [e for e in entries if e.part in whole_parts]
 
 
 def with_mirror(entry: ArchiveEntry, mirror: str) -> ArchiveEntry:

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from asdlib.corpora.archives import ArchiveEntry, corpus_archives, fetch_archive, select_archives
+from asdlib.corpora.archives import ArchiveEntry, fetch_archive, select_archives
 from asdlib.corpora.dcase_layout import CorpusLayoutError, check_choice, scan_dcase_layout
 from asdlib.corpora.download import DownloadSettings
 
@@ -49,11 +49,8 @@ def dcase2020_entries(
     """The archives (and, with ``eval_test``, the ground truth) for the chosen types and parts."""
     types = check_choice("machine type", machine_types, MACHINE_TYPES)
     parts = check_choice("part", parts, PARTS)
-    chosen = select_archives("dcase2020", parts, types, manifest=manifest, mirror=mirror)
-    if "eval_test" in parts:
-        entries = corpus_archives("dcase2020", manifest=manifest, mirror=mirror)
-        chosen += [e for e in entries if e.part == GROUND_TRUTH_PART]
-    return chosen
+    whole = [GROUND_TRUTH_PART] if "eval_test" in parts else []
+    return select_archives("dcase2020", parts, types, manifest=manifest, mirror=mirror, whole_parts=whole)
 
 
 def download_dcase2020(

@@ -22,9 +22,10 @@ class ChannelPReLU(nn.Module):
     """PReLU with one slope per channel, written as ``relu(x) - slope * relu(-x)``.
 
     The same function and state-dict key (``weight``, initial slope 0.25) as
-    ``nn.PReLU(channels)``; its backward pass is built from element-wise kernels,
-    which on CPU run faster than PReLU's own (that took a third of the network's
-    training step in the profiler; see docs/architecture.md for the measurements).
+    ``nn.PReLU(channels)``, built from element-wise kernels. Chosen when a profile
+    put PReLU's own backward at a third of the training step; timed without the
+    profiler later, a whole step was within noise of ``F.prelu``'s (see
+    docs/architecture.md). Kept: the committed results were trained with it.
     """
 
     def __init__(self, channels: int, init: float = 0.25) -> None:
