@@ -1,5 +1,5 @@
 """The body of the `train_<model>@<input>` stages: per SNR condition, fit a detector and
-score the test clips.
+score the test clips, `train.workers` conditions at a time in worker processes.
 
 Each detector has its own stage script (`stages/train_dense_ae.py`,
 `stages/train_conformer_ae.py`, `stages/train_stgram_mfn.py`) that imports only its
@@ -14,6 +14,7 @@ history metrics/training/<model>.<input>.csv (a DVC plot).
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -21,11 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pandas as pd
+import torch
 
 from asdlib.config import load_yaml, parse
+from asdlib.datasets import LoadFn
 from asdlib.detectors.common import Detector
 from asdlib.fileio import atomic_path
 from asdlib.manifest import read_manifest
+from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.store import file_digest, read_row
 
 from stages.common import DATA, METRICS, PARAMS_FILE, params_section
@@ -39,14 +43,39 @@ SCORE_COLUMNS = ["clip_id", "source_clip_id", "machine_type", "machine_id", "spl
 @dataclass(frozen=True)
 class TrainParams:
     """conditions: SNR conditions to train and score (each must exist in the mixtures).
-    score_splits: manifest splits scored (test; eval for labelled evaluation data)."""
+    score_splits: manifest splits scored (test; eval for labelled evaluation data).
+    workers: processes training conditions at the same time; -1: one per core, at
+    most one per condition. Each uses the detector's ``train.num_threads`` torch
+    threads, or (cores // workers) when that is 0. On a CPU, two single-thread
+    processes do more work than one process of two threads (small models leave
+    threads waiting on each other). The weights depend on the thread count in the
+    last bits (asdlib.training): pin ``num_threads`` for the same bytes on machines
+    with other core counts."""
 
     conditions: list[str] = field(default_factory=lambda: ["clean", "-6dB", "0dB", "6dB"])
     score_splits: list[str] = field(default_factory=lambda: ["test"])
+    workers: int = -1
 
     def __post_init__(self) -> None:
         if not self.conditions:
             raise ValueError("conditions must list at least one condition")
+        if self.workers == 0 or self.workers < -1:
+            raise ValueError(f"workers must be -1 or a positive integer, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class ConditionJob:
+    """What one worker needs to fit a detector on one condition and score its test clips."""
+
+    label: str
+    detector_cls: Callable[..., Detector]
+    settings: Any
+    options: dict[str, Any]
+    train: pd.DataFrame
+    test: pd.DataFrame
+    work: Path
+    threads: int
+    load: LoadFn = read_row
 
 
 def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Detector],
@@ -69,31 +98,53 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
                          f"(it has {sorted(set(manifest['condition']))})")
     models_out = DATA / "models" / model / input_name
     shutil.rmtree(models_out, ignore_errors=True)
-    work_root = _work_root(model, input_name, manifest, detector_params, pretrained)
-    scores, histories = [], []
+    workers = min(len(cfg.conditions), cfg.workers if cfg.workers > 0 else os.cpu_count() or 1)
+    threads = settings.train.num_threads or max(1, (os.cpu_count() or 1) // workers)
+    work_root = _work_root(model, input_name, manifest, detector_params, pretrained, threads)
+    jobs = []
     for condition in cfg.conditions:
         rows = manifest[manifest["condition"] == condition]
-        train = rows[(rows["split"] == "train") & (rows["label"] == "normal")]
-        test = rows[rows["split"].isin(cfg.score_splits)]
-        detector = detector_cls(settings, **options)
-        work = work_root / condition
-        print(f"{model}/{input_name}/{condition}: {len(train)} training clips, {len(test)} test clips")
-        detector.fit(train, read_row, work)
-        result = detector.score(test, read_row)
-        scores.append(test[SCORE_COLUMNS].reset_index(drop=True).merge(result, on="clip_id", validate="1:1"))
-        histories += _histories(work, condition)
-        _copy_models(work, models_out / condition)
+        jobs.append(ConditionJob(
+            label=f"{model}/{input_name}/{condition}", detector_cls=detector_cls, settings=settings,
+            options=options, train=rows[(rows["split"] == "train") & (rows["label"] == "normal")],
+            test=rows[rows["split"].isin(cfg.score_splits)], work=work_root / condition,
+            threads=threads))
+    print(f"{model}/{input_name}: {len(jobs)} conditions, {workers} at a time, {threads} threads each")
+    scores = train_conditions(jobs, workers, desc=f"{model}/{input_name}")
+    histories = []
+    for condition, job in zip(cfg.conditions, jobs):
+        histories += _histories(job.work, condition)
+        _copy_models(job.work, models_out / condition)
     with atomic_path(DATA / "scores" / model / f"{input_name}.csv") as tmp:
         pd.concat(scores).to_csv(tmp, index=False, float_format="%.8g", lineterminator="\n")
     with atomic_path(METRICS / "training" / f"{model}.{input_name}.csv") as tmp:
         pd.concat(histories).to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
+def train_conditions(jobs: list[ConditionJob], workers: int, desc: str = "") -> list[pd.DataFrame]:
+    """Each job's test scores (job order), ``workers`` jobs at a time in separate processes
+    (in this one when 1). Only the parent writes the stage's outputs; a worker writes
+    nothing but its own job's checkpoints."""
+    return list(parallel_map(_fit_and_score, jobs, ParallelSettings(n_jobs=workers), desc=desc,
+                             total=len(jobs)))
+
+
+def _fit_and_score(job: ConditionJob) -> pd.DataFrame:
+    """Fit one condition's detector (checkpoints under ``job.work``) and score its test clips."""
+    torch.set_num_threads(job.threads)
+    print(f"{job.label}: {len(job.train)} training clips, {len(job.test)} test clips", flush=True)
+    detector = job.detector_cls(job.settings, **job.options)
+    detector.fit(job.train, job.load, job.work)
+    result = detector.score(job.test, job.load)
+    return job.test[SCORE_COLUMNS].reset_index(drop=True).merge(result, on="clip_id", validate="1:1")
+
+
 def _work_root(model: str, input_name: str, manifest: pd.DataFrame, detector_params: object,
-               pretrained: Optional[Path]) -> Path:
-    """Checkpoint folder keyed by everything the training sees (and the code), so a resume
-    never mixes data; folders of other keys for this model and input are removed."""
-    parts = [detector_params, INPUTS[input_name].read_bytes().decode()]
+               pretrained: Optional[Path], threads: int) -> Path:
+    """Checkpoint folder keyed by everything the training sees (and the code) and the
+    thread count (the weights' last bits depend on it), so a resume never mixes data;
+    folders of other keys for this model and input are removed."""
+    parts = [detector_params, INPUTS[input_name].read_bytes().decode(), f"threads={threads}"]
     parts += [file_digest(Path(store)) for store in sorted(set(manifest["store"]))]
     if pretrained is not None and pretrained.exists():
         parts.append(file_digest(pretrained))

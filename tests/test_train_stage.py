@@ -1,0 +1,82 @@
+"""The train stages' condition workers: parallel training gives the sequential run's results."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from asdlib.detectors.common import DetectorError
+from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
+from asdlib.features import DCASE_BASELINE_LOGMEL
+from asdlib.training import TrainSettings
+
+from stages.train import ConditionJob, TrainParams, train_conditions
+
+SR = 16000
+CONDITIONS = {"clean": None, "0dB": 0.0}
+SETTINGS = DenseAEDetectorSettings(logmel=replace(DCASE_BASELINE_LOGMEL, n_mels=16),
+                                   train=TrainSettings(epochs=2, batch_size=16, device="cpu"))
+
+
+def _rows() -> pd.DataFrame:
+    rows = []
+    for condition, snr in CONDITIONS.items():
+        for machine_id, split, label, count in (("id_00", "train", "normal", 6), ("id_00", "test", "normal", 2),
+                                                ("id_00", "test", "anomaly", 2)):
+            for k in range(count):
+                source = f"fan_{machine_id}_{split}_{label}_{k}"
+                rows.append(dict(clip_id=f"{source}@{condition}", source_clip_id=source, machine_type="fan",
+                                 machine_id=machine_id, split=split, label=label, condition=condition,
+                                 snr_db=snr, dataset="toy"))
+    return pd.DataFrame(rows)
+
+
+def load_toy_clip(row: pd.Series) -> np.ndarray:
+    """A 0.25 s tone (normal) or noise (anomaly), fixed by the clip id; module level so
+    worker processes can unpickle it."""
+    if row["clip_id"].startswith("broken"):
+        raise DetectorError(f"clip {row['clip_id']}: unreadable")
+    rng = np.random.default_rng(sum(map(ord, row["clip_id"])))
+    t = np.arange(SR // 4) / SR
+    wave = 0.3 * np.sin(2 * np.pi * 500.0 * t) if row["label"] == "normal" else rng.standard_normal(len(t))
+    return (wave + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def _jobs(root: Path, rows: pd.DataFrame) -> list[ConditionJob]:
+    jobs = []
+    for condition in CONDITIONS:
+        part = rows[rows["condition"] == condition]
+        jobs.append(ConditionJob(label=condition, detector_cls=DenseAEDetector, settings=SETTINGS, options={},
+                                 train=part[part["split"] == "train"], test=part[part["split"] == "test"],
+                                 work=root / condition, threads=1, load=load_toy_clip))
+    return jobs
+
+
+def test_parallel_conditions_give_the_sequential_results_in_order(tmp_path):
+    rows = _rows()
+    sequential = train_conditions(_jobs(tmp_path / "one", rows), workers=1)
+    parallel = train_conditions(_jobs(tmp_path / "two", rows), workers=2)
+    assert [frame["condition"].unique().tolist() for frame in parallel] == [[c] for c in CONDITIONS]
+    for one, two in zip(sequential, parallel):
+        pd.testing.assert_frame_equal(one, two, check_exact=True)
+    for condition in CONDITIONS:
+        one, two = (pd.read_csv(tmp_path / run / condition / "fan" / "history.csv").drop(columns="seconds")
+                    for run in ("one", "two"))
+        pd.testing.assert_frame_equal(one, two, check_exact=True)
+
+
+def test_a_failing_worker_names_the_clip(tmp_path):
+    rows = _rows()
+    rows.loc[rows.index[0], "clip_id"] = "broken_clip"
+    with pytest.raises(DetectorError, match="broken_clip"):
+        train_conditions(_jobs(tmp_path, rows), workers=2)
+
+
+@pytest.mark.parametrize("workers", [0, -2])
+def test_workers_must_be_positive_or_minus_one(workers):
+    with pytest.raises(ValueError, match="workers"):
+        TrainParams(workers=workers)
