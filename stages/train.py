@@ -14,6 +14,7 @@ history metrics/training/<model>.<input>.csv (a DVC plot).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -131,6 +132,8 @@ def train_conditions(jobs: list[ConditionJob], workers: int, desc: str = "") -> 
 
 def _fit_and_score(job: ConditionJob) -> pd.DataFrame:
     """Fit one condition's detector (checkpoints under ``job.work``) and score its test clips."""
+    # a worker process has no logging set up: show training's notes (resuming, starting over)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(job.threads)
     print(f"{job.label}: {len(job.train)} training clips, {len(job.test)} test clips", flush=True)
     detector = job.detector_cls(job.settings, **job.options)
