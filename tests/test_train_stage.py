@@ -69,6 +69,7 @@ def test_parallel_conditions_give_the_sequential_results_in_order(tmp_path):
         pd.testing.assert_frame_equal(one, two, check_exact=True)
 
 
+@pytest.mark.filterwarnings("ignore:A worker stopped:UserWarning")  # loky, when the other job is cancelled
 def test_a_failing_worker_names_the_clip(tmp_path):
     rows = _rows()
     rows.loc[rows.index[0], "clip_id"] = "broken_clip"
