@@ -99,7 +99,7 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
                          f"(it has {sorted(set(manifest['condition']))})")
     models_out = DATA / "models" / model / input_name
     shutil.rmtree(models_out, ignore_errors=True)
-    workers = min(len(cfg.conditions), cfg.workers if cfg.workers > 0 else os.cpu_count() or 1)
+    workers = min(len(cfg.conditions), ParallelSettings(n_jobs=cfg.workers).workers())
     threads = settings.train.num_threads or max(1, (os.cpu_count() or 1) // workers)
     work_root = _work_root(model, input_name, manifest, detector_params, pretrained, threads)
     jobs = []
