@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Literal, TypeVar
 
 import joblib
-from tqdm.auto import tqdm
+
+from asdlib.progress import progress_bar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -51,17 +52,18 @@ def parallel_map(
     desc: str = "",
     total: int | None = None,
 ) -> Iterator[R]:
-    """Yield ``fn(item)`` for each item, in order, computed by the chosen backend."""
-    progress = dict(desc=desc, total=total, disable=None, unit="item")
+    """Yield ``fn(item)`` for each item, in order, computed by the chosen backend, with a
+    progress bar (see :mod:`asdlib.progress`)."""
+    progress = dict(desc=desc, total=total, unit="item")
     if settings.backend == "sequential" or (settings.backend == "loky" and settings.workers() == 1):
-        yield from tqdm((fn(item) for item in items), **progress)
+        yield from progress_bar((fn(item) for item in items), **progress)
         return
     if settings.backend == "dask":
         yield from _dask_map(fn, items, settings, progress)
         return
     runner = joblib.Parallel(n_jobs=settings.workers(), backend="loky", return_as="generator",
                              pre_dispatch="2*n_jobs")
-    yield from tqdm(runner(joblib.delayed(fn)(item) for item in items), **progress)
+    yield from progress_bar(runner(joblib.delayed(fn)(item) for item in items), **progress)
 
 
 def _dask_map(fn: Callable[[T], R], items: Iterable[T], settings: ParallelSettings,
@@ -78,7 +80,7 @@ def _dask_map(fn: Callable[[T], R], items: Iterable[T], settings: ParallelSettin
     try:
         with joblib.parallel_config(backend="dask"):
             runner = joblib.Parallel(return_as="generator", pre_dispatch="2*n_jobs")
-            yield from tqdm(runner(joblib.delayed(fn)(item) for item in items), **progress)
+            yield from progress_bar(runner(joblib.delayed(fn)(item) for item in items), **progress)
     finally:
         client.close()
         if cluster is not None:

@@ -4,7 +4,9 @@
 caller-supplied ``loss_fn(model, batch, device) -> scalar tensor``. Every epoch it
 
 * appends ``epoch, train_loss, val_loss, lr, seconds`` to ``run_dir/history.csv``
-  (a plain CSV a DVC plot can show);
+  (a plain CSV a DVC plot can show) and shows them on its progress bar, or, when there
+  is no bar (no terminal, or :func:`asdlib.progress.bars_off`), in a log line for the
+  first and last epoch and at most every 30 s in between;
 * writes ``run_dir/best.pt`` when the validation loss improves, then
   ``run_dir/last.pt`` (model, optimiser, epoch, history, RNG states, fingerprint),
   both atomically.
@@ -42,6 +44,7 @@ from tqdm.auto import tqdm
 
 from asdlib.config import to_dict
 from asdlib.fileio import atomic_path
+from asdlib.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,9 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
 # Settings a checkpoint may be resumed under other values of: they do not change what
 # training does (num_threads changes only the last bits of the sums).
 _NOT_FINGERPRINTED = ("epochs", "device", "num_threads", "checkpoint")
+# Without a progress bar, an epoch's losses are logged for the first and last epoch
+# and otherwise at most this often, so short epochs do not flood the log.
+_EPOCH_LOG_SECONDS = 30.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -207,7 +213,8 @@ def fit(
         if len(loader) == 0:
             raise ValueError(f"{print_name}: the training set is empty")
         remaining = range(resumed_from, settings.epochs)
-        with tqdm(total=len(remaining) * len(loader), desc=name, unit="batch", disable=None) as bar:
+        logged = -math.inf  # when an epoch line was last logged (without a bar)
+        with progress_bar(total=len(remaining) * len(loader), desc=name, unit="batch") as bar:
             for epoch in remaining:
                 started = time.perf_counter()
                 lr = epoch_lr(settings, epoch)
@@ -221,6 +228,11 @@ def fit(
                           "seconds": round(time.perf_counter() - started, 3)}
                 history.append(record)
                 bar.set_postfix(epoch=epoch + 1, train=f"{train_loss:.4g}", val=f"{val_loss:.4g}")
+                if bar.disable and (epoch + 1 == settings.epochs
+                                    or time.perf_counter() - logged >= _EPOCH_LOG_SECONDS):
+                    logged = time.perf_counter()
+                    log.info("%s: epoch %d/%d, train loss %.4g, val loss %.4g, %.1f s", name, epoch + 1,
+                             settings.epochs, train_loss, val_loss, record["seconds"])
                 checkpoint_state = dict(fingerprint=fingerprint, epoch=epoch + 1, history=history,
                                         best_val_loss=best_val, extra=extra)
                 if val_set is not None and val_loss < best_val:

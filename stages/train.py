@@ -18,7 +18,9 @@ import logging
 import os
 import shutil
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -31,6 +33,7 @@ from asdlib.detectors.common import Detector
 from asdlib.fileio import atomic_path
 from asdlib.manifest import read_manifest
 from asdlib.parallel import ParallelSettings, parallel_map
+from asdlib.progress import bars_off
 from asdlib.store import file_digest, read_row
 
 from stages.common import DATA, METRICS, PARAMS_FILE, params_section
@@ -110,7 +113,8 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
             options=options, train=rows[(rows["split"] == "train") & (rows["label"] == "normal")],
             test=rows[rows["split"].isin(cfg.score_splits)], work=work_root / condition,
             threads=threads))
-    print(f"{model}/{input_name}: {len(jobs)} conditions, {workers} at a time, {threads} threads each")
+    print(f"{model}/{input_name}: {len(jobs)} conditions, {workers} at a time, "
+          f"{threads} thread{'s' if threads > 1 else ''} each")
     scores = train_conditions(jobs, workers, desc=f"{model}/{input_name}")
     histories = []
     for condition, job in zip(cfg.conditions, jobs):
@@ -125,20 +129,32 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
 def train_conditions(jobs: list[ConditionJob], workers: int, desc: str = "") -> list[pd.DataFrame]:
     """Each job's test scores (job order), ``workers`` jobs at a time in separate processes
     (in this one when 1). Only the parent writes the stage's outputs; a worker writes
-    nothing but its own job's checkpoints."""
-    return list(parallel_map(_fit_and_score, jobs, ParallelSettings(n_jobs=workers), desc=desc,
-                             total=len(jobs)))
+    nothing but its own job's checkpoints. With one process, training draws its bars;
+    with several, nothing draws bars and the workers log epoch lines instead."""
+    if workers == 1:
+        return list(parallel_map(_fit_and_score, jobs, ParallelSettings(n_jobs=1), desc=desc, total=len(jobs)))
+    # the workers' log lines would break into a bar of this process: their lines are the progress
+    with bars_off():
+        return list(parallel_map(partial(_fit_and_score, in_worker=True), jobs,
+                                 ParallelSettings(n_jobs=workers), desc=desc, total=len(jobs)))
 
 
-def _fit_and_score(job: ConditionJob) -> pd.DataFrame:
-    """Fit one condition's detector (checkpoints under ``job.work``) and score its test clips."""
-    # a worker process has no logging set up: show training's notes (resuming, starting over)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def _fit_and_score(job: ConditionJob, in_worker: bool = False) -> pd.DataFrame:
+    """Fit one condition's detector (checkpoints under ``job.work``) and score its test clips.
+
+    ``in_worker``: this is one of several processes sharing the terminal. Their bars
+    would overwrite each other on one line, so they draw none; training's notes and
+    per-epoch lines go to the log instead, each line naming the job.
+    """
     torch.set_num_threads(job.threads)
+    if in_worker:  # a worker reused for another job replaces its log format (force)
+        logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{job.label}] %(name)s: %(message)s",
+                            force=True)
     print(f"{job.label}: {len(job.train)} training clips, {len(job.test)} test clips", flush=True)
-    detector = job.detector_cls(job.settings, **job.options)
-    detector.fit(job.train, job.load, job.work)
-    result = detector.score(job.test, job.load)
+    with bars_off() if in_worker else nullcontext():
+        detector = job.detector_cls(job.settings, **job.options)
+        detector.fit(job.train, job.load, job.work)
+        result = detector.score(job.test, job.load)
     return job.test[SCORE_COLUMNS].reset_index(drop=True).merge(result, on="clip_id", validate="1:1")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from asdlib import progress
 from asdlib.detectors.common import DetectorError
 from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
 from asdlib.features import DCASE_BASELINE_LOGMEL
 from asdlib.training import TrainSettings
 
-from stages.train import ConditionJob, TrainParams, train_conditions
+from stages.train import ConditionJob, TrainParams, _fit_and_score, train_conditions
 
 SR = 16000
 CONDITIONS = {"clean": None, "0dB": 0.0}
@@ -81,3 +83,38 @@ def test_a_failing_worker_names_the_clip(tmp_path):
 def test_workers_must_be_positive_or_minus_one(workers):
     with pytest.raises(ValueError, match="workers"):
         TrainParams(workers=workers)
+
+
+@pytest.fixture
+def root_logging():
+    """Put the root logger back as it was (a worker's log set-up replaces its handlers)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_a_worker_logs_its_epochs_under_the_job_label(tmp_path, capsys, root_logging):
+    job = _jobs(tmp_path, _rows())[0]
+    _fit_and_score(replace(job, label="dense_ae/raw/clean"), in_worker=True)
+    err = capsys.readouterr().err
+    assert "INFO [dense_ae/raw/clean] asdlib.training: dense_ae/fan: epoch 1/2, train loss" in err
+    assert "epoch 2/2" in err
+
+
+@pytest.mark.parametrize("workers, drawn", [(1, True), (2, False)])
+def test_the_parent_draws_bars_only_without_workers(tmp_path, monkeypatch, workers, drawn):
+    disabled = []
+
+    def recording_tqdm(*args, disable=None, **kwargs):
+        disabled.append(disable)
+        return real_tqdm(*args, disable=True, **kwargs)
+
+    real_tqdm = progress.tqdm
+    monkeypatch.setattr(progress, "tqdm", recording_tqdm)
+    train_conditions(_jobs(tmp_path, _rows()), workers=workers)
+    assert set(disabled) == ({None} if drawn else {True})  # None: drawn on a terminal

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from asdlib import training
 from asdlib.datasets import SegmentDataset, WaveformDataset, split_train_val
 from asdlib.training import (CheckpointError, TrainSettings, TrainingDiverged, epoch_lr, fit,
                              load_weights, read_checkpoint, resolve_device, save_checkpoint, seed_everything)
@@ -53,6 +54,22 @@ def test_fit_reduces_loss_and_writes_history(tmp_path):
     assert result.selection == "val_loss"
     best = min(result.history, key=lambda r: r["val_loss"])
     assert result.selected_epoch == best["epoch"]
+
+
+def test_without_a_bar_the_first_and_last_epochs_are_log_lines(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="asdlib.training"):
+        fit(_model(), _regression_data(), _mse, SETTINGS, tmp_path, name="toy")  # epochs far under 30 s
+    lines = [r.getMessage() for r in caplog.records if ": epoch " in r.getMessage()]
+    assert [line.split(",")[0] for line in lines] == ["toy: epoch 1/4", "toy: epoch 4/4"]
+    assert "train loss" in lines[0] and "val loss nan" in lines[0]
+
+
+def test_without_a_bar_long_epochs_are_each_a_log_line(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(training, "_EPOCH_LOG_SECONDS", 0.0)  # every epoch counts as long
+    with caplog.at_level("INFO", logger="asdlib.training"):
+        fit(_model(), _regression_data(), _mse, SETTINGS, tmp_path, name="toy")
+    lines = [r.getMessage() for r in caplog.records if ": epoch " in r.getMessage()]
+    assert [line.split(",")[0] for line in lines] == [f"toy: epoch {k}/4" for k in range(1, 5)]
 
 
 def test_model_holds_best_weights_after_fit(tmp_path):

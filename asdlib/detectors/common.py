@@ -8,10 +8,10 @@ from typing import Any, Iterator, Protocol, TypeVar
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from asdlib.datasets import LoadFn, load_clip
 from asdlib.features import LogMel, LogMelSettings, MelNorm, MelScale
+from asdlib.progress import progress_bar
 
 T = TypeVar("T")
 MODEL_FILE = "model.pt"  # selected weights + what scoring needs, written after training
@@ -57,8 +57,8 @@ def check_training_rows(rows: pd.DataFrame, detector: str) -> None:
 
 
 def iter_rows(rows: pd.DataFrame, desc: str) -> Iterator[pd.Series]:
-    """Rows with a progress bar (shown on a terminal only)."""
-    for _, row in tqdm(rows.iterrows(), total=len(rows), desc=desc, unit="clip", disable=None, leave=False):
+    """Rows with a progress bar (see :mod:`asdlib.progress`)."""
+    for _, row in progress_bar(rows.iterrows(), total=len(rows), desc=desc, unit="clip", leave=False):
         yield row
 
 
