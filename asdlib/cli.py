@@ -1,7 +1,8 @@
-"""The ``asd`` command: download and prepare corpora.
+"""The ``asd`` command: download and prepare corpora, compare two runs' scores.
 
     asd download <corpus> <target_dir> [--types ...] [--mirror BASE_URL] [--manifest FILE] ...
     asd prepare  <corpus> <corpus_dir> <manifest_out> [--types ...] [--path-base DIR] ...
+    asd compare  <scores_a.csv> <scores_b.csv> [--column NAME] [--column-b NAME] ...
 
 Exit status: 0 on success, 2 on bad input (unknown corpus or option value, missing
 folder, corpus layout problems), 1 when a download or extraction fails (network,
@@ -17,12 +18,16 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
+
 from asdlib.corpora import archives, audioset_music, dcase2020, mimii, noisex92
 from asdlib.corpora.archives import ArchiveError
 from asdlib.corpora.dcase_layout import CorpusLayoutError, scan_dcase_layout
 from asdlib.corpora.download import DownloadError, DownloadSettings
 from asdlib.fileio import atomic_path
 from asdlib.manifest import ManifestError, write_manifest
+from asdlib.reporting import condition_order
+from asdlib.significance import BootstrapSettings, Interval, compare_pair
 
 DOWNLOADABLE = ("dcase2020", "mimii", "noisex92", "audioset_music")
 PREPARABLE = ("dcase2020", "mimii", "noisex92", "audioset_music", "folder")
@@ -55,8 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asd", description="Anomalous sound detection: corpus tools.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,prepare}")
+    parser = argparse.ArgumentParser(prog="asd", description="Anomalous sound detection: corpus tools "
+                                                             "and score comparison.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,prepare,compare}")
 
     d = sub.add_parser("download", help="download, verify and extract a corpus",
                        description="Download, verify (md5/size or pinned sha256) and extract a corpus. "
@@ -98,7 +104,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, metavar="DIR",
                    help="noisex92: where the 16 kHz WAVs go (default <corpus_dir>/16k)")
     p.set_defaults(run=_prepare)
+
+    c = sub.add_parser("compare", help="is one score table's mean AUC really above another's?",
+                       description="Mean AUC of two score tables of the same test clips (e.g. "
+                                   "data/scores/<model>/<input>.csv of an experiment and of the workspace), "
+                                   "per condition, with paired bootstrap intervals of each and of the "
+                                   "difference A - B. '*': the difference's interval excludes 0.")
+    c.add_argument("scores_a", type=Path)
+    c.add_argument("scores_b", type=Path)
+    c.add_argument("--column", default="score", help="score column of A (default score)")
+    c.add_argument("--column-b", help="score column of B (default: the same as A)")
+    c.add_argument("--resamples", type=int, default=2000, help="bootstrap redraws (default 2000)")
+    c.add_argument("--confidence", type=float, default=0.95, help="interval coverage (default 0.95)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the redraws (default 0)")
+    c.set_defaults(run=_compare)
     return parser
+
+
+def _compare(args: argparse.Namespace) -> int:
+    settings = BootstrapSettings(resamples=args.resamples, confidence=args.confidence, seed=args.seed)
+    tables = []
+    for path, column in ((args.scores_a, args.column), (args.scores_b, args.column_b or args.column)):
+        if not path.is_file():
+            raise UsageError(f"{path}: no such score table")
+        tables.append((pd.read_csv(path, dtype={"machine_id": str, "condition": str}), column, str(path)))
+    result = compare_pair(tables[0], tables[1], settings)
+    print(f"A: {args.scores_a} ({tables[0][1]})\nB: {args.scores_b} ({tables[1][1]})")
+    print(f"mean AUC [{settings.confidence:.0%} interval], paired bootstrap over the test clips "
+          f"({settings.resamples} redraws)")
+    print(f"{'condition':<10} {'A':<22} {'B':<22} A - B")
+    for condition in condition_order(list(result)):
+        a, b, difference = result[condition]
+        mark = " *" if difference.excludes_zero() else ""
+        print(f"{condition:<10} {_interval(a, ''):<22} {_interval(b, ''):<22} {_interval(difference, '+')}{mark}")
+    return 0
+
+
+def _interval(interval: Interval, sign: str) -> str:
+    return f"{interval.value:{sign}.3f} [{interval.low:{sign}.3f}, {interval.high:{sign}.3f}]"
 
 
 def _download(args: argparse.Namespace) -> int:

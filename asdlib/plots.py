@@ -67,7 +67,8 @@ def plot_score_histograms(df: pd.DataFrame, path: str | Path, score_column: str 
 
 
 def plot_auc_vs_snr(table: pd.DataFrame, path: str | Path, metric: str = "auc", title: str = "",
-                    reference: tuple[str, str] | None = None) -> None:
+                    reference: tuple[str, str] | None = None,
+                    band: tuple[str, str] | None = None) -> None:
     """``metric`` against the SNR condition: one panel per model, one line per input.
 
     ``table`` is tidy: columns model, input, condition (``clean``, ``-6dB``, ``0dB``,
@@ -76,27 +77,32 @@ def plot_auc_vs_snr(table: pd.DataFrame, path: str | Path, metric: str = "auc", 
     input ``raw`` is solid, ``mse`` dashed, so each panel shows whether MSE helps
     that model. ``reference`` = (model, input), e.g. the baseline's raw line, is
     drawn in grey in every other panel; all panels share the y axis, which shows
-    chance (0.5) as a dash-dotted line.
+    chance (0.5) as a dash-dotted line. ``band`` = (low, high) columns, e.g. a
+    bootstrap interval of the metric, are shaded around each input's line.
     """
-    missing = [c for c in ("model", "input", "condition", metric) if c not in table.columns]
+    missing = [c for c in ("model", "input", "condition", metric, *(band or ())) if c not in table.columns]
     if missing:
         raise ValueError(f"AUC table lacks columns {missing}")
     if table.empty:
         raise ValueError("AUC table has no rows")
     positions = condition_positions(table["condition"].astype(str).unique())
-    means = table.groupby(["model", "input", "condition"], sort=True)[metric].mean().reset_index()
+    values = [metric, *(band or ())]
+    means = table.groupby(["model", "input", "condition"], sort=True)[values].mean().reset_index()
     lines = {key: line for key, line in means.groupby(["model", "input"], sort=True)}
     models = sorted(means["model"].unique())
     inputs = sorted(means["input"].unique(), key=lambda name: (name not in _INPUT_STYLES, name != "raw", name))
     styles = {name: _INPUT_STYLES.get(name, _OTHER_STYLES[i % len(_OTHER_STYLES)]) for i, name in enumerate(inputs)}
     colors = {name: f"C{i % 10}" for i, name in enumerate(inputs)}
     fig, axes = _panels(len(models), panel_size=(4.0, 3.4))
-    low, high = float(means[metric].min()), float(means[metric].max())
+    low, high = float(means[values].min().min()), float(means[values].max().max())
     for ax, model in zip(axes, models):
         for input_name in inputs:
             if (model, input_name) in lines:
-                _snr_line(ax, lines[(model, input_name)], positions, metric, color=colors[input_name],
+                line = lines[(model, input_name)]
+                _snr_line(ax, line, positions, metric, color=colors[input_name],
                           linestyle=styles[input_name], marker="o", label=input_name)
+                if band is not None:
+                    _snr_band(ax, line, positions, band, color=colors[input_name])
         if reference is not None and reference[0] != model and reference in lines:
             _snr_line(ax, lines[reference], positions, metric, color="0.55", linestyle="-", linewidth=1.2,
                       marker=".", label=f"{reference[0]} / {reference[1]}")
@@ -110,6 +116,14 @@ def plot_auc_vs_snr(table: pd.DataFrame, path: str | Path, metric: str = "auc", 
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper left")
     _finish(fig, axes, len(models), title or f"{metric.upper()} against SNR, with and without MSE", path)
+
+
+def _snr_band(ax: Axes, line: pd.DataFrame, positions: dict[str, float], band: tuple[str, str],
+              color: str) -> None:
+    x = line["condition"].astype(str).map(positions).to_numpy()
+    order = np.argsort(x)
+    ax.fill_between(x[order], line[band[0]].to_numpy()[order], line[band[1]].to_numpy()[order],
+                    color=color, alpha=0.15, linewidth=0)
 
 
 def _snr_line(ax: Axes, line: pd.DataFrame, positions: dict[str, float], metric: str, **style) -> None:

@@ -14,6 +14,9 @@ temporary folder).
     .venv/bin/python benchmarks/bench_detector_quality.py --pretrain conformer_ae raw clean \\
         '{"normalise": "global", "pretrain": {"epochs": 12, "batch_size": 8}}'
 
+A condition starting with a minus goes after ``--`` (``... --repo DIR -- stgram_mfn mse -6dB``),
+or argparse takes it for an option.
+
 Settings are the JSON of a ``detectors.<model>`` section of params.yaml (missing
 keys take the library defaults, not params.yaml's). ``--repo`` names the pipeline
 checkout (default: this one). The Conformer AE fine-tunes the pipeline's pre-trained

@@ -3,12 +3,14 @@
 Reads data/scores/<model>/<input>.csv (one row per test clip and condition;
 ``score`` is the model's published score, ``score_<name>`` extra scorers) and writes
 metrics/asd.json ({model: {input: {condition: {type: {id_XX: {auc, pauc}, mean}, overall}}}}),
-metrics/summary.md, ROC tables for DVC plots, an AUC-vs-SNR table, and PNG figures.
+metrics/summary.md, metrics/comparisons.json (bootstrap intervals of every mean AUC, of
+MSE minus raw per model and of every system minus the dense AE on raw audio; see
+asdlib.significance), ROC tables for DVC plots, an AUC-vs-SNR table, and PNG figures.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -17,22 +19,27 @@ from asdlib.fileio import atomic_path, write_json, write_text
 from asdlib.metrics import evaluate_scores, roc_points
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.plots import plot_auc_vs_snr, plot_roc, plot_score_histograms
-from asdlib.reporting import auc_vs_snr_table, condition_snr, reported_scores, summary_markdown
+from asdlib.reporting import (auc_vs_snr_table, condition_snr, reported_scores, significance_markdown,
+                              summary_markdown)
+from asdlib.significance import BootstrapSettings, compare_systems
 
 from stages.common import DATA, METRICS, params_section, run
 
 SCORES = DATA / "scores"
-BASELINE = ("dense_ae", "raw")  # drawn in every panel of the AUC-vs-SNR plot, for comparison
+BASELINE = ("dense_ae", "raw")  # drawn in every panel of the AUC-vs-SNR plot, and compared against
+PAIRED_INPUTS = ("mse", "raw")  # each model's MSE input is compared with its raw one
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
     """extra_scores: also report the extra scorers (score_<name> columns) as models
     named <model>_<name>, except the one that is the model's own score. roc_points:
-    FPR grid size of the ROC tables."""
+    FPR grid size of the ROC tables. bootstrap: redraws of the test clips for the
+    intervals of metrics/comparisons.json."""
 
     extra_scores: bool = True
     roc_points: int = 101
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
 
     def __post_init__(self) -> None:
         if self.roc_points < 2:
@@ -42,11 +49,12 @@ class EvaluateParams:
 def main() -> None:
     cfg = params_section("evaluate", EvaluateParams)
     metrics: dict = {}
-    tidy, figures = [], []
+    tidy, figures, systems = [], [], {}
     for path in sorted(SCORES.glob("*/*.csv")):
         model, input_name = path.parent.name, path.stem
         scores = pd.read_csv(path, dtype={"machine_id": str, "condition": str})
         for name, column in reported_scores(scores, model, cfg.extra_scores).items():
+            systems[(name, input_name)] = (scores, column, str(path))
             for condition, rows in scores.groupby("condition", sort=False):
                 result = evaluate_scores(rows, column)
                 metrics.setdefault(name, {}).setdefault(input_name, {})[condition] = result
@@ -58,13 +66,25 @@ def main() -> None:
                 figures.append((rows, column, stem))
     if not metrics:
         raise FileNotFoundError(f"{SCORES}: no score tables (run the train stages first)")
+    comparisons = compare_systems(systems, BASELINE, cfg.bootstrap, PAIRED_INPUTS)
+    versus = f"minus_{BASELINE[0]}_{BASELINE[1]}"
+    significance = significance_markdown(
+        comparisons, {f"{PAIRED_INPUTS[0]}_minus_{PAIRED_INPUTS[1]}": f"{PAIRED_INPUTS[0]} minus {PAIRED_INPUTS[1]}",
+                      versus: f"minus {BASELINE[0]} / {BASELINE[1]}"},
+        cfg.bootstrap.resamples, cfg.bootstrap.confidence)
     write_json(METRICS / "asd.json", metrics)
+    write_json(METRICS / "comparisons.json", comparisons)
+    write_text(METRICS / "summary.md", summary_markdown(metrics, after_overall=significance))
     table = pd.DataFrame(tidy)
-    write_text(METRICS / "summary.md", summary_markdown(metrics))
+    intervals = comparisons["auc"]
+    table["auc_low"] = [intervals[r.model][r.input][r.condition]["low"] for r in table.itertuples()]
+    table["auc_high"] = [intervals[r.model][r.input][r.condition]["high"] for r in table.itertuples()]
     wide = auc_vs_snr_table(table)
     with atomic_path(METRICS / "auc_vs_snr.csv") as tmp:
         wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-    plot_auc_vs_snr(table, METRICS / "plots" / "auc_vs_snr.png", reference=BASELINE)
+    plot_auc_vs_snr(table, METRICS / "plots" / "auc_vs_snr.png", reference=BASELINE, band=("auc_low", "auc_high"),
+                    title=f"AUC against SNR, with and without MSE (shaded: "
+                          f"{cfg.bootstrap.confidence:.0%} bootstrap interval over test clips)")
     for _ in parallel_map(_draw_figures, figures, ParallelSettings(backend="loky", n_jobs=-1),
                           desc="figures", total=len(figures)):
         pass

@@ -39,6 +39,13 @@ def test_repro_writes_per_id_metrics(tiny_repo: Path):
     assert snr["overall"]["mae"] >= 0
     assert (tiny_repo / "metrics" / "summary.md").read_text().startswith("# Anomaly detection results")
     assert (tiny_repo / "metrics" / "plots" / "auc_vs_snr.png").stat().st_size > 1000
+    comparisons = json.loads((tiny_repo / "metrics" / "comparisons.json").read_text())
+    interval = comparisons["mse_minus_raw"]["stgram_mfn"]["clean"]
+    assert interval["low"] <= interval["value"] <= interval["high"]
+    assert set(comparisons["minus_dense_ae_raw"]["conformer_ae"]) == {"raw", "mse"}
+    assert comparisons["auc"]["dense_ae"]["raw"]["0dB"]["value"] == pytest.approx(
+        metrics["dense_ae"]["raw"]["0dB"]["overall"]["auc"], abs=1e-6)
+    assert "## Are the differences real?" in (tiny_repo / "metrics" / "summary.md").read_text()
 
 
 def test_second_repro_does_nothing(tiny_repo: Path):
@@ -54,7 +61,10 @@ def test_metrics_diff_shows_per_id_changes(tiny_repo: Path):
     assert "Running stage 'mse'" not in out and "Running stage 'mix'" not in out
     diff = sh(["dvc", "metrics", "diff", "--md"], tiny_repo).stdout
     assert re.search(r"dense_ae\.(raw|mse)\.(clean|0dB)\.(fan|valve)\.id_0[02]\.p?auc", diff), diff
-    assert "stgram_mfn" not in diff  # other detectors were not retrained
+    own_metrics = "\n".join(line for line in diff.splitlines() if "metrics/asd.json" in line)
+    assert "stgram_mfn" not in own_metrics  # other detectors were not retrained
+    assert not re.search(r"comparisons\.json +\| auc\.stgram_mfn", diff)  # nor their intervals
+    assert re.search(r"comparisons\.json +\| minus_dense_ae_raw\.stgram_mfn", diff)  # the baseline moved
 
 
 def test_typo_in_params_fails_before_work(tiny_repo: Path):

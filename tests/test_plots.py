@@ -58,6 +58,12 @@ def test_auc_vs_snr_from_metrics(tmp_path):
     one_model = table[table["model"] == "dense_ae"]
     plot_auc_vs_snr(one_model, tmp_path / "one.png", reference=("dense_ae", "raw"))
     assert _check_png(tmp_path / "one.png").shape[1] < _check_png(tmp_path / "snr.png").shape[1]  # a panel per model
+    banded = one_model.assign(low=one_model["auc"] - 0.05, high=one_model["auc"] + 0.05)
+    plot_auc_vs_snr(banded, tmp_path / "band.png", reference=("dense_ae", "raw"), band=("low", "high"))
+    assert _check_png(tmp_path / "band.png").shape == _check_png(tmp_path / "one.png").shape
+    assert (tmp_path / "band.png").read_bytes() != (tmp_path / "one.png").read_bytes()  # shading drawn
+    with pytest.raises(ValueError, match=r"lacks columns \['high'\]"):
+        plot_auc_vs_snr(banded.drop(columns="high"), tmp_path / "no.png", band=("low", "high"))
 
 
 def test_condition_positions():

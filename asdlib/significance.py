@@ -1,0 +1,241 @@
+"""How much of a difference in mean AUC the test set can vouch for: a paired bootstrap.
+
+A mean AUC over a few machine IDs with a dozen test clips each moves by a few
+hundredths when other clips of the same machines are drawn, so "MSE helps at
+-6 dB" or "model A beats model B" needs an interval, not two numbers.
+:class:`PairedBootstrap` redraws each machine ID's normal and anomalous test clips
+with replacement (each class keeping its count, so every AUC stays defined),
+recomputes the overall figure of :func:`asdlib.metrics.evaluate_scores` (mean over
+machine types of the per-ID AUCs) for each redraw, and uses the *same* redraws
+for every system scored on those clips. The difference of two systems is then
+judged against its own spread, which is much narrower than the two intervals
+taken apart when the systems err on the same clips.
+
+What it does not measure: training randomness (another seed retrains the model
+and moves its AUC too) and the choice of machines. It answers "would other test
+clips of these machines rank the two systems the same way?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from asdlib.metrics import MetricsError
+
+DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """resamples: redraws of the test clips; confidence: coverage of the percentile
+    intervals; seed: of the redraws (the same seed gives the same intervals)."""
+
+    resamples: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.resamples < 100:
+            raise ValueError(f"resamples must be >= 100 for a percentile interval, got {self.resamples}")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An observed value and its bootstrap percentile interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def excludes_zero(self) -> bool:
+        return self.low > 0.0 or self.high < 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": round(self.value, DECIMALS), "low": round(self.low, DECIMALS),
+                "high": round(self.high, DECIMALS)}
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One machine ID's test clips: row positions of each class and their redraws."""
+
+    machine_type: str
+    anomalies: np.ndarray  # (n_anomaly,) positions in the clip order
+    normals: np.ndarray  # (n_normal,)
+    anomaly_draws: np.ndarray  # (resamples, n_anomaly) positions
+    normal_draws: np.ndarray  # (resamples, n_normal)
+
+
+class PairedBootstrap:
+    """Redraws of one test set (one SNR condition), shared by every system scored on it.
+
+    ``clips`` has columns clip_id, machine_type, machine_id and label (normal /
+    anomaly; ``unknown`` rows are left out). Scores of a system are matched to
+    these clips by ``clip_id``.
+    """
+
+    def __init__(self, clips: pd.DataFrame, settings: BootstrapSettings = BootstrapSettings(),
+                 where: str = "test clips") -> None:
+        missing = [c for c in ("clip_id", "machine_type", "machine_id", "label") if c not in clips.columns]
+        if missing:
+            raise MetricsError(f"{where}: lacks columns {missing}")
+        labelled = clips[clips["label"] != "unknown"].reset_index(drop=True)
+        if labelled["clip_id"].duplicated().any():
+            raise MetricsError(f"{where}: clip {labelled['clip_id'][labelled['clip_id'].duplicated()].iloc[0]} "
+                               f"appears twice")
+        self.settings = settings
+        self.where = where
+        self.clip_ids = labelled["clip_id"].astype(str).to_numpy()
+        self.labels = labelled["label"].astype(str).to_numpy()
+        rng = np.random.default_rng(settings.seed)
+        self.units: list[_Unit] = []
+        keys = labelled[["machine_type", "machine_id"]].astype(str)
+        for (machine_type, machine_id), rows in keys.groupby(["machine_type", "machine_id"], sort=True):
+            positions = rows.index.to_numpy()
+            anomalies = positions[self.labels[positions] == "anomaly"]
+            normals = positions[self.labels[positions] == "normal"]
+            if anomalies.size == 0 or normals.size == 0:
+                raise MetricsError(f"{where}: {machine_type}/{machine_id} needs normal and anomalous clips")
+            self.units.append(_Unit(
+                machine_type, anomalies, normals,
+                anomalies[rng.integers(0, anomalies.size, (settings.resamples, anomalies.size))],
+                normals[rng.integers(0, normals.size, (settings.resamples, normals.size))],
+            ))
+        if not self.units:
+            raise MetricsError(f"{where}: no clips labelled normal or anomaly")
+
+    def aligned(self, scores: pd.DataFrame, column: str, where: str) -> np.ndarray:
+        """``scores[column]`` in this test set's clip order; an error names a clip
+        that is missing, extra or labelled differently."""
+        missing_columns = [c for c in ("clip_id", "label", column) if c not in scores.columns]
+        if missing_columns:
+            raise MetricsError(f"{where}: lacks columns {missing_columns}")
+        labelled = scores[scores["label"] != "unknown"]
+        table = labelled.set_index(labelled["clip_id"].astype(str))
+        extra = table.index.difference(self.clip_ids)
+        if len(extra):
+            raise MetricsError(f"{where}: clip {extra[0]} is not in {self.where}")
+        if table.index.duplicated().any():
+            raise MetricsError(f"{where}: clip {table.index[table.index.duplicated()][0]} appears twice")
+        missing = pd.Index(self.clip_ids).difference(table.index)
+        if len(missing):
+            raise MetricsError(f"{where}: no score for clip {missing[0]} of {self.where}")
+        table = table.loc[self.clip_ids]
+        relabelled = table["label"].astype(str).to_numpy() != self.labels
+        if relabelled.any():
+            raise MetricsError(f"{where}: clip {self.clip_ids[relabelled][0]} is labelled "
+                               f"{table['label'].iloc[int(np.argmax(relabelled))]}, not "
+                               f"{self.labels[relabelled][0]} as in {self.where}")
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+        if not np.all(np.isfinite(values)):
+            raise MetricsError(f"{where}: column {column} has NaN or infinite scores "
+                               f"(first: clip {self.clip_ids[~np.isfinite(values)][0]})")
+        return values
+
+    def observed(self, scores: np.ndarray) -> float:
+        """Mean over machine types of the per-ID AUCs of the clips as they are."""
+        return self._type_mean([_auc(scores[u.anomalies][None], scores[u.normals][None])[0]
+                                for u in self.units])
+
+    def resampled(self, scores: np.ndarray) -> np.ndarray:
+        """The same figure for every redraw: shape ``(resamples,)``."""
+        return self._type_mean([_auc(scores[u.anomaly_draws], scores[u.normal_draws]) for u in self.units])
+
+    def interval(self, scores: np.ndarray) -> Interval:
+        """A system's mean AUC and its interval."""
+        return self._interval(self.observed(scores), self.resampled(scores))
+
+    def difference(self, scores_a: np.ndarray, scores_b: np.ndarray) -> Interval:
+        """Mean AUC of ``a`` minus that of ``b`` on the same redraws, and its interval."""
+        return self._interval(self.observed(scores_a) - self.observed(scores_b),
+                              self.resampled(scores_a) - self.resampled(scores_b))
+
+    def _type_mean(self, per_id: list) -> np.ndarray | float:
+        types = [u.machine_type for u in self.units]
+        by_type = [np.mean([a for a, t in zip(per_id, types) if t == machine_type], axis=0)
+                   for machine_type in sorted(set(types))]
+        return np.mean(by_type, axis=0)
+
+    def _interval(self, value: float, draws: np.ndarray) -> Interval:
+        tail = (1.0 - self.settings.confidence) / 2.0
+        low, high = np.quantile(draws, [tail, 1.0 - tail])
+        return Interval(float(value), float(low), float(high))
+
+
+def _auc(anomalous: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """Row-wise AUC (ties count half) from ranks: ``(k, m)`` anomalous and ``(k, n)``
+    normal scores give ``(k,)`` AUCs, the Mann-Whitney statistic over m n."""
+    m, n = anomalous.shape[1], normal.shape[1]
+    ranks = rankdata(np.concatenate([anomalous, normal], axis=1), axis=1)
+    return (ranks[:, :m].sum(axis=1) - m * (m + 1) / 2.0) / (m * n)
+
+
+System = tuple[pd.DataFrame, str, str]  # scores table, score column, where (for errors)
+
+
+def compare_systems(systems: dict[tuple[str, str], System], baseline: tuple[str, str],
+                    settings: BootstrapSettings = BootstrapSettings(),
+                    paired_inputs: tuple[str, str] = ("mse", "raw")) -> dict:
+    """Intervals for every (model, input) system, per condition of its scores table.
+
+    Returns ``{"auc": {model: {input: {condition: interval}}}, "<a>_minus_<b>":
+    {model: {condition: interval}}`` (input ``a`` against ``b`` of the same model,
+    e.g. MSE against raw audio) and ``"minus_<model>_<input>"``: every other system
+    against ``baseline``, ``{model: {input: {condition: interval}}}``; intervals
+    as :meth:`Interval.as_dict`. Every system of a condition must score the same clips.
+    """
+    conditions = sorted({str(c) for frame, _, _ in systems.values() for c in frame["condition"].unique()})
+    first, second = paired_inputs
+    result: dict = {"auc": {}, f"{first}_minus_{second}": {}, f"minus_{baseline[0]}_{baseline[1]}": {}}
+    for condition in conditions:
+        present = {key: (frame[frame["condition"].astype(str) == condition], column, where)
+                   for key, (frame, column, where) in systems.items()}
+        present = {key: system for key, system in present.items() if not system[0].empty}
+        reference = baseline if baseline in present else min(present)
+        rows, _, where = present[reference]
+        bootstrap = PairedBootstrap(rows, settings, where=f"{where} ({condition})")
+        scores = {key: bootstrap.aligned(frame, column, f"{where} {column} ({condition})")
+                  for key, (frame, column, where) in present.items()}
+        for (model, input_name), values in scores.items():
+            result["auc"].setdefault(model, {}).setdefault(input_name, {})[condition] = \
+                bootstrap.interval(values).as_dict()
+            if input_name == first and (model, second) in scores:
+                result[f"{first}_minus_{second}"].setdefault(model, {})[condition] = \
+                    bootstrap.difference(values, scores[(model, second)]).as_dict()
+            if (model, input_name) != baseline and baseline in scores:
+                result[f"minus_{baseline[0]}_{baseline[1]}"].setdefault(model, {}).setdefault(
+                    input_name, {})[condition] = bootstrap.difference(values, scores[baseline]).as_dict()
+    return result
+
+
+def compare_pair(a: System, b: System, settings: BootstrapSettings = BootstrapSettings()
+                 ) -> dict[str, tuple[Interval, Interval, Interval]]:
+    """Per condition scored by both: (mean AUC of ``a``, of ``b``, ``a`` minus ``b``).
+
+    For two runs of the same test clips, e.g. an experiment against the workspace:
+    both tables must score the same clips in each condition they share; a
+    condition only one of them has is left out, and none shared is an error.
+    """
+    (frame_a, column_a, where_a), (frame_b, column_b, where_b) = a, b
+    for frame, _, where in (a, b):
+        if "condition" not in frame.columns:
+            raise MetricsError(f"{where}: lacks columns ['condition']")
+    shared = sorted(set(frame_a["condition"].astype(str)) & set(frame_b["condition"].astype(str)))
+    if not shared:
+        raise MetricsError(f"{where_a} and {where_b} share no condition")
+    result = {}
+    for condition in shared:
+        rows_a = frame_a[frame_a["condition"].astype(str) == condition]
+        rows_b = frame_b[frame_b["condition"].astype(str) == condition]
+        bootstrap = PairedBootstrap(rows_a, settings, where=f"{where_a} ({condition})")
+        scores_a = bootstrap.aligned(rows_a, column_a, f"{where_a} ({condition})")
+        scores_b = bootstrap.aligned(rows_b, column_b, f"{where_b} ({condition})")
+        result[condition] = (bootstrap.interval(scores_a), bootstrap.interval(scores_b),
+                             bootstrap.difference(scores_a, scores_b))
+    return result

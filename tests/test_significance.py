@@ -1,0 +1,205 @@
+"""Paired bootstrap intervals of mean AUC and of differences between systems."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+
+from asdlib.cli import main
+from asdlib.metrics import MetricsError, evaluate_scores
+from asdlib.reporting import significance_markdown, summary_markdown
+from asdlib.significance import BootstrapSettings, PairedBootstrap, compare_systems
+
+FAST = BootstrapSettings(resamples=400, seed=3)
+
+
+def _clips(n_normal: int = 12, n_anomaly: int = 12, ids: int = 2, shift: float = 1.0,
+           seed: int = 0, condition: str = "clean") -> pd.DataFrame:
+    """Test clips of two machine types; anomalous scores drawn ``shift`` above normal ones."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for machine_type in ("fan", "valve"):
+        for k in range(ids):
+            for label, n, mean in (("normal", n_normal, 0.0), ("anomaly", n_anomaly, shift)):
+                for j, value in enumerate(rng.normal(mean, 1.0, n)):
+                    rows.append({"clip_id": f"{machine_type}_id_0{k}_{label}_{j}@{condition}",
+                                 "machine_type": machine_type, "machine_id": f"id_0{k}", "label": label,
+                                 "condition": condition, "score": value})
+    return pd.DataFrame(rows)
+
+
+def test_observed_value_is_the_published_mean_auc_ties_included():
+    clips = _clips(seed=1)
+    clips["score"] = clips["score"].round(0)  # many ties: each counts half, as sklearn does
+    bootstrap = PairedBootstrap(clips, FAST)
+    scores = bootstrap.aligned(clips.sample(frac=1.0, random_state=0), "score", "t")  # any row order
+    y = clips["label"] == "anomaly"
+    per_id = clips.assign(y=y).groupby(["machine_type", "machine_id"]).apply(
+        lambda rows: roc_auc_score(rows["y"], rows["score"]), include_groups=False)
+    assert bootstrap.observed(scores) == pytest.approx(per_id.groupby(level=0).mean().mean(), abs=1e-12)
+    interval = bootstrap.interval(scores)
+    assert interval.low < interval.value < interval.high
+
+
+def test_same_system_differs_by_exactly_nothing_and_a_perfect_one_clearly():
+    clips = _clips(shift=0.3)
+    bootstrap = PairedBootstrap(clips, FAST)
+    weak = bootstrap.aligned(clips, "score", "weak")
+    same = bootstrap.difference(weak, weak.copy())
+    assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0) and not same.excludes_zero()
+    perfect = (clips["label"] == "anomaly").to_numpy(float)
+    assert bootstrap.interval(perfect).as_dict() == {"value": 1.0, "low": 1.0, "high": 1.0}
+    better = bootstrap.difference(perfect, weak)
+    assert better.low > 0 and better.excludes_zero()
+
+
+def test_sharing_the_redraws_makes_a_small_difference_visible():
+    """Two systems erring on the same clips: their own intervals overlap widely, but
+    their difference, judged on the same redraws, is clearly above zero."""
+    clips = _clips(shift=0.8, seed=2)
+    bootstrap = PairedBootstrap(clips, FAST)
+    base = bootstrap.aligned(clips, "score", "base")
+    anomalous = (clips["label"] == "anomaly").to_numpy()
+    nudged = base + 0.15 * anomalous  # the same errors, each anomaly a little higher
+    a, b = bootstrap.interval(nudged), bootstrap.interval(base)
+    assert a.low < b.high  # unpaired: the intervals overlap
+    difference = bootstrap.difference(nudged, base)
+    assert difference.low > 0
+    assert difference.high - difference.low < 0.5 * (b.high - b.low)
+
+
+def test_intervals_cover_the_true_auc_about_as_often_as_they_say():
+    """Scores N(0, 1) vs N(d, 1) have AUC Phi(d / sqrt 2); over many simulated test
+    sets the 90 % interval must contain it in roughly 90 % of them (binomial
+    standard error 0.02 at 200 test sets)."""
+    shift = 1.0
+    truth = norm.cdf(shift / np.sqrt(2.0))
+    settings = BootstrapSettings(resamples=300, confidence=0.9, seed=0)
+    hits = 0
+    trials = 200
+    for trial in range(trials):
+        clips = _clips(n_normal=30, n_anomaly=30, ids=2, shift=shift, seed=100 + trial)
+        bootstrap = PairedBootstrap(clips, settings)
+        interval = bootstrap.interval(bootstrap.aligned(clips, "score", "sim"))
+        hits += interval.low <= truth <= interval.high
+    assert 0.84 <= hits / trials <= 0.95  # 0.895 here; an 80 % interval gives 0.785
+
+
+def test_seed_fixes_the_intervals():
+    clips = _clips(seed=4)
+    first = PairedBootstrap(clips, FAST)
+    scores = first.aligned(clips, "score", "t")
+    again = PairedBootstrap(clips, FAST)
+    other = PairedBootstrap(clips, BootstrapSettings(resamples=400, seed=4))
+    assert first.interval(scores) == again.interval(scores)
+    assert first.interval(scores) != other.interval(scores)
+
+
+def test_bad_inputs_name_the_clip_and_the_file():
+    clips = _clips()
+    bootstrap = PairedBootstrap(clips, FAST, where="raw.csv")
+    with pytest.raises(MetricsError, match=r"mse.csv: no score for clip valve_id_01_anomaly_11@clean of raw.csv"):
+        bootstrap.aligned(clips.iloc[:-1], "score", "mse.csv")
+    extra = pd.concat([clips, clips.iloc[[0]].assign(clip_id="stray")], ignore_index=True)
+    with pytest.raises(MetricsError, match="clip stray is not in raw.csv"):
+        bootstrap.aligned(extra, "score", "mse.csv")
+    relabelled = clips.copy()
+    relabelled.loc[0, "label"] = "anomaly"
+    with pytest.raises(MetricsError, match="fan_id_00_normal_0@clean is labelled anomaly, not normal"):
+        bootstrap.aligned(relabelled, "score", "mse.csv")
+    broken = clips.copy()
+    broken.loc[5, "score"] = np.nan
+    with pytest.raises(MetricsError, match="NaN or infinite scores .first: clip fan_id_00_normal_5@clean"):
+        bootstrap.aligned(broken, "score", "mse.csv")
+    no_anomalies = clips[~((clips["machine_id"] == "id_01") & (clips["label"] == "anomaly"))]
+    with pytest.raises(MetricsError, match="raw.csv: fan/id_01 needs normal and anomalous clips"):
+        PairedBootstrap(no_anomalies, FAST, where="raw.csv")
+    with pytest.raises(ValueError, match="resamples"):
+        BootstrapSettings(resamples=10)
+
+
+def _systems() -> dict:
+    frames = []
+    for k, condition in enumerate(("clean", "-6dB")):
+        frames.append(_clips(seed=k, condition=condition, shift=2.0 if condition == "clean" else 0.2))
+    raw = pd.concat(frames, ignore_index=True)
+    mse = raw.assign(score=raw["score"] + np.random.default_rng(9).normal(0, 0.5, len(raw)))
+    other = raw.assign(score=np.random.default_rng(8).normal(0, 1, len(raw)))
+    return {("dense_ae", "raw"): (raw, "score", "dense_ae/raw.csv"),
+            ("dense_ae", "mse"): (mse, "score", "dense_ae/mse.csv"),
+            ("chance", "raw"): (other, "score", "chance/raw.csv")}
+
+
+def test_compare_systems_and_its_markdown():
+    systems = _systems()
+    result = compare_systems(systems, ("dense_ae", "raw"), FAST)
+    assert set(result) == {"auc", "mse_minus_raw", "minus_dense_ae_raw"}
+    assert set(result["mse_minus_raw"]) == {"dense_ae"}  # "chance" has no mse input
+    assert set(result["minus_dense_ae_raw"]) == {"dense_ae", "chance"}
+    assert set(result["minus_dense_ae_raw"]["dense_ae"]) == {"mse"}  # never the baseline against itself
+    raw_clean = evaluate_scores(systems[("dense_ae", "raw")][0].query("condition == 'clean'"))
+    assert result["auc"]["dense_ae"]["raw"]["clean"]["value"] == pytest.approx(raw_clean["overall"]["auc"], abs=1e-6)
+    chance_clean = result["minus_dense_ae_raw"]["chance"]["raw"]["clean"]
+    assert chance_clean["high"] < 0  # a random scorer is clearly below a good one
+    assert result["mse_minus_raw"]["dense_ae"]["clean"] == pytest.approx(
+        {k: result["auc"]["dense_ae"]["mse"]["clean"]["value"] - result["auc"]["dense_ae"]["raw"]["clean"]["value"]
+         if k == "value" else result["mse_minus_raw"]["dense_ae"]["clean"][k] for k in ("value", "low", "high")},
+        abs=2e-6)
+    text = significance_markdown(result, {"mse_minus_raw": "MSE minus raw",
+                                          "minus_dense_ae_raw": "minus dense_ae / raw"}, 400, 0.95)
+    row = next(line for line in text.splitlines() if line.startswith("| chance / raw |"))
+    cells = row.strip("|").split("|")[1:]
+    assert "**" in cells[1] and cells[1].strip().startswith("**-")  # clean: bold, below the baseline
+    assert text.index("### MSE minus raw") < text.index("### minus dense_ae / raw")
+    assert "| system | -6dB | clean |" in text
+    unbolded = [c for c in cells if "**" not in c]
+    for cell in unbolded:  # every cell without bold has an interval holding zero
+        low, high = (float(v) for v in cell.split("[")[1].rstrip("] ").split(","))
+        assert low <= 0 <= high
+    metrics = {"dense_ae": {"raw": {"clean": evaluate_scores(systems[("dense_ae", "raw")][0].query("condition == 'clean'"))}}}
+    summary = summary_markdown(metrics, after_overall=text)
+    assert summary.index("## Are the differences real?") < summary.index("## Per machine type")
+
+
+def test_a_system_scoring_other_clips_is_an_error_naming_its_file():
+    systems = _systems()
+    raw = systems[("chance", "raw")][0]
+    systems[("chance", "raw")] = (raw.iloc[1:], "score", "chance/raw.csv")
+    with pytest.raises(MetricsError, match=r"chance/raw.csv score \(clean\): no score for clip fan_id_00_normal_0@clean "
+                                          r"of dense_ae/raw.csv \(clean\)"):
+        compare_systems(systems, ("dense_ae", "raw"), FAST)
+
+
+def test_asd_compare_prints_each_condition_and_marks_a_clear_difference(tmp_path, capsys):
+    systems = _systems()
+    raw, _, _ = systems[("dense_ae", "raw")]
+    chance, _, _ = systems[("chance", "raw")]
+    raw.to_csv(tmp_path / "a.csv", index=False)
+    chance.rename(columns={"score": "score_knn"}).to_csv(tmp_path / "b.csv", index=False)
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--column-b", "score_knn",
+                 "--resamples", "400"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in out if line.split() and line.split()[0] in ("clean", "-6dB")}
+    assert list(rows) == ["-6dB", "clean"]  # noisiest first
+    assert rows["clean"].endswith(" *")  # a good scorer against a random one
+    auc_a = float(rows["clean"].split()[1])
+    assert auc_a == pytest.approx(evaluate_scores(raw.query("condition == 'clean'"))["overall"]["auc"], abs=1e-3)
+
+
+def test_asd_compare_errors_name_the_file(tmp_path, capsys):
+    systems = _systems()
+    raw, _, _ = systems[("dense_ae", "raw")]
+    raw.to_csv(tmp_path / "a.csv", index=False)
+    raw.iloc[3:].to_csv(tmp_path / "short.csv", index=False)
+    raw.assign(condition="0dB").to_csv(tmp_path / "other.csv", index=False)
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv: no such score table" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "short.csv")]) == 2
+    assert "short.csv (clean): no score for clip fan_id_00_normal_0@clean" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "other.csv")]) == 2
+    assert "share no condition" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "a.csv"), "--column", "nope"]) == 2
+    assert "lacks columns ['nope']" in capsys.readouterr().err
