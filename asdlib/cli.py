@@ -27,7 +27,7 @@ from asdlib.corpora.download import DownloadError, DownloadSettings
 from asdlib.fileio import atomic_path
 from asdlib.manifest import ManifestError, write_manifest
 from asdlib.reporting import condition_order
-from asdlib.significance import BootstrapSettings, Interval, compare_pair
+from asdlib.significance import BootstrapSettings, compare_pair
 
 DOWNLOADABLE = ("dcase2020", "mimii", "noisex92", "audioset_music")
 PREPARABLE = ("dcase2020", "mimii", "noisex92", "audioset_music", "folder")
@@ -136,12 +136,8 @@ def _compare(args: argparse.Namespace) -> int:
     for condition in condition_order(list(result)):
         a, b, difference = result[condition]
         mark = " *" if difference.excludes_zero() else ""
-        print(f"{condition:<10} {_interval(a, ''):<22} {_interval(b, ''):<22} {_interval(difference, '+')}{mark}")
+        print(f"{condition:<10} {a.text():<22} {b.text():<22} {difference.text(signed=True)}{mark}")
     return 0
-
-
-def _interval(interval: Interval, sign: str) -> str:
-    return f"{interval.value:{sign}.3f} [{interval.low:{sign}.3f}, {interval.high:{sign}.3f}]"
 
 
 def _download(args: argparse.Namespace) -> int:

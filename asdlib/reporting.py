@@ -56,7 +56,7 @@ def auc_vs_snr_table(tidy: pd.DataFrame) -> pd.DataFrame:
 
 def summary_markdown(metrics: dict[str, Any], after_overall: str = "") -> str:
     """Markdown: mean AUC / pAUC per model x input x condition, ``after_overall`` (e.g.
-    :func:`significance_markdown`), then the figures per machine type."""
+    :func:`asdlib.significance.significance_markdown`), then the figures per machine type."""
     lines = ["# Anomaly detection results", "",
              "Mean over machine types of the per-ID AUC / pAUC (pAUC: max FPR 0.1).", ""]
     conditions = condition_order(sorted({c for by_input in metrics.values()
@@ -85,47 +85,6 @@ def summary_markdown(metrics: dict[str, Any], after_overall: str = "") -> str:
                 lines.append(f"| {model} | {input_name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
-
-
-def significance_markdown(comparisons: dict[str, Any], titles: dict[str, str], resamples: int,
-                          confidence: float) -> str:
-    """Markdown: a table per entry of ``titles`` (key of ``comparisons`` -> heading),
-    a row per model (and input), a cell per condition: the difference in mean AUC
-    and its interval, bold where the interval excludes zero."""
-    lines = ["## Are the differences real?", "",
-             f"Paired bootstrap over the test clips ({resamples} redraws of each machine ID's normal "
-             f"and anomalous clips, the same redraws for both sides): difference in mean AUC "
-             f"[{confidence:.0%} interval]. **Bold**: the interval excludes 0, so other test clips "
-             f"of these machines would very likely rank the two the same way. Training randomness "
-             f"is not in it: another training seed moves a model's AUC too. Nor is the number of "
-             f"cells: where nothing differs, about {1 - confidence:.0%} of intervals still miss 0, "
-             f"so a lone bold cell among many is weak evidence.", ""]
-    for key, title in titles.items():
-        rows = list(_interval_rows(comparisons.get(key, {}), ()))
-        if not rows:
-            continue
-        conditions = condition_order(sorted({c for _, by_cond in rows for c in by_cond}))
-        lines += [f"### {title}", "", "| system | " + " | ".join(conditions) + " |",
-                  "|---|" + "---|" * len(conditions)]
-        for path, by_cond in rows:
-            cells = [_difference(by_cond[c]) if c in by_cond else "" for c in conditions]
-            lines.append(f"| {' / '.join(path)} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
-def _interval_rows(tree: dict[str, Any], path: tuple[str, ...]):
-    """(path, {condition: interval}) for each leaf table of a nested comparison."""
-    for name, sub in sorted(tree.items()):
-        if all(isinstance(v, dict) and "value" in v for v in sub.values()):
-            yield (*path, name), sub
-        else:
-            yield from _interval_rows(sub, (*path, name))
-
-
-def _difference(interval: dict[str, float]) -> str:
-    text = f"{interval['value']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}]"
-    return f"**{text}**" if interval["low"] > 0 or interval["high"] < 0 else text
 
 
 def _pair(values: dict[str, float]) -> str:

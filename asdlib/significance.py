@@ -19,12 +19,14 @@ clips of these machines rank the two systems the same way?".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
 from asdlib.metrics import MetricsError
+from asdlib.reporting import condition_order
 
 DECIMALS = 6
 
@@ -55,6 +57,11 @@ class Interval:
 
     def excludes_zero(self) -> bool:
         return self.low > 0.0 or self.high < 0.0
+
+    def text(self, signed: bool = False) -> str:
+        """``value [low, high]`` to 3 decimals (with explicit signs for differences)."""
+        f = "+.3f" if signed else ".3f"
+        return f"{self.value:{f}} [{self.low:{f}}, {self.high:{f}}]"
 
     def as_dict(self) -> dict[str, float]:
         return {"value": round(self.value, DECIMALS), "low": round(self.low, DECIMALS),
@@ -179,6 +186,12 @@ def _auc(anomalous: np.ndarray, normal: np.ndarray) -> np.ndarray:
 System = tuple[pd.DataFrame, str, str]  # scores table, score column, where (for errors)
 
 
+def comparison_keys(baseline: tuple[str, str], paired_inputs: tuple[str, str]) -> tuple[str, str]:
+    """Keys of :func:`compare_systems`' two difference tables: ``"<a>_minus_<b>"`` (input
+    ``a`` against ``b`` of each model) and ``"minus_<model>_<input>"`` (against the baseline)."""
+    return f"{paired_inputs[0]}_minus_{paired_inputs[1]}", f"minus_{baseline[0]}_{baseline[1]}"
+
+
 def compare_systems(systems: dict[tuple[str, str], System], baseline: tuple[str, str],
                     settings: BootstrapSettings = BootstrapSettings(),
                     paired_inputs: tuple[str, str] = ("mse", "raw")) -> dict:
@@ -192,7 +205,8 @@ def compare_systems(systems: dict[tuple[str, str], System], baseline: tuple[str,
     """
     conditions = sorted({str(c) for frame, _, _ in systems.values() for c in frame["condition"].unique()})
     first, second = paired_inputs
-    result: dict = {"auc": {}, f"{first}_minus_{second}": {}, f"minus_{baseline[0]}_{baseline[1]}": {}}
+    paired_key, baseline_key = comparison_keys(baseline, paired_inputs)
+    result: dict = {"auc": {}, paired_key: {}, baseline_key: {}}
     for condition in conditions:
         present = {key: (frame[frame["condition"].astype(str) == condition], column, where)
                    for key, (frame, column, where) in systems.items()}
@@ -206,10 +220,10 @@ def compare_systems(systems: dict[tuple[str, str], System], baseline: tuple[str,
             result["auc"].setdefault(model, {}).setdefault(input_name, {})[condition] = \
                 bootstrap.interval(values).as_dict()
             if input_name == first and (model, second) in scores:
-                result[f"{first}_minus_{second}"].setdefault(model, {})[condition] = \
+                result[paired_key].setdefault(model, {})[condition] = \
                     bootstrap.difference(values, scores[(model, second)]).as_dict()
             if (model, input_name) != baseline and baseline in scores:
-                result[f"minus_{baseline[0]}_{baseline[1]}"].setdefault(model, {}).setdefault(
+                result[baseline_key].setdefault(model, {}).setdefault(
                     input_name, {})[condition] = bootstrap.difference(values, scores[baseline]).as_dict()
     return result
 
@@ -239,3 +253,44 @@ def compare_pair(a: System, b: System, settings: BootstrapSettings = BootstrapSe
         result[condition] = (bootstrap.interval(scores_a), bootstrap.interval(scores_b),
                              bootstrap.difference(scores_a, scores_b))
     return result
+
+
+def significance_markdown(comparisons: dict[str, Any], titles: dict[str, str], resamples: int,
+                          confidence: float) -> str:
+    """Markdown: a table per entry of ``titles`` (key of ``comparisons`` -> heading),
+    a row per model (and input), a cell per condition: the difference in mean AUC
+    and its interval, bold where the interval excludes zero."""
+    lines = ["## Are the differences real?", "",
+             f"Paired bootstrap over the test clips ({resamples} redraws of each machine ID's normal "
+             f"and anomalous clips, the same redraws for both sides): difference in mean AUC "
+             f"[{confidence:.0%} interval]. **Bold**: the interval excludes 0, so other test clips "
+             f"of these machines would very likely rank the two the same way. Training randomness "
+             f"is not in it: another training seed moves a model's AUC too. Nor is the number of "
+             f"cells: where nothing differs, about {1 - confidence:.0%} of intervals still miss 0, "
+             f"so a lone bold cell among many is weak evidence.", ""]
+    for key, title in titles.items():
+        rows = list(_interval_rows(comparisons.get(key, {}), ()))
+        if not rows:
+            continue
+        conditions = condition_order(sorted({c for _, by_cond in rows for c in by_cond}))
+        lines += [f"### {title}", "", "| system | " + " | ".join(conditions) + " |",
+                  "|---|" + "---|" * len(conditions)]
+        for path, by_cond in rows:
+            cells = [_difference(by_cond[c]) if c in by_cond else "" for c in conditions]
+            lines.append(f"| {' / '.join(path)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _interval_rows(tree: dict[str, Any], path: tuple[str, ...]):
+    """(path, {condition: interval}) for each leaf table of a nested comparison."""
+    for name, sub in sorted(tree.items()):
+        if all(isinstance(v, dict) and "value" in v for v in sub.values()):
+            yield (*path, name), sub
+        else:
+            yield from _interval_rows(sub, (*path, name))
+
+
+def _difference(values: dict[str, float]) -> str:
+    interval = Interval(**values)
+    return f"**{interval.text(signed=True)}**" if interval.excludes_zero() else interval.text(signed=True)

@@ -19,9 +19,8 @@ from asdlib.fileio import atomic_path, write_json, write_text
 from asdlib.metrics import evaluate_scores, roc_points
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.plots import plot_auc_vs_snr, plot_roc, plot_score_histograms
-from asdlib.reporting import (auc_vs_snr_table, condition_snr, reported_scores, significance_markdown,
-                              summary_markdown)
-from asdlib.significance import BootstrapSettings, compare_systems
+from asdlib.reporting import auc_vs_snr_table, condition_snr, reported_scores, summary_markdown
+from asdlib.significance import BootstrapSettings, comparison_keys, compare_systems, significance_markdown
 
 from stages.common import DATA, METRICS, params_section, run
 
@@ -67,10 +66,10 @@ def main() -> None:
     if not metrics:
         raise FileNotFoundError(f"{SCORES}: no score tables (run the train stages first)")
     comparisons = compare_systems(systems, BASELINE, cfg.bootstrap, PAIRED_INPUTS)
-    versus = f"minus_{BASELINE[0]}_{BASELINE[1]}"
+    paired_key, baseline_key = comparison_keys(BASELINE, PAIRED_INPUTS)
     significance = significance_markdown(
-        comparisons, {f"{PAIRED_INPUTS[0]}_minus_{PAIRED_INPUTS[1]}": f"{PAIRED_INPUTS[0]} minus {PAIRED_INPUTS[1]}",
-                      versus: f"minus {BASELINE[0]} / {BASELINE[1]}"},
+        comparisons, {paired_key: f"{PAIRED_INPUTS[0]} minus {PAIRED_INPUTS[1]}",
+                      baseline_key: f"minus {BASELINE[0]} / {BASELINE[1]}"},
         cfg.bootstrap.resamples, cfg.bootstrap.confidence)
     write_json(METRICS / "asd.json", metrics)
     write_json(METRICS / "comparisons.json", comparisons)

@@ -10,8 +10,8 @@ from sklearn.metrics import roc_auc_score
 
 from asdlib.cli import main
 from asdlib.metrics import MetricsError, evaluate_scores
-from asdlib.reporting import significance_markdown, summary_markdown
-from asdlib.significance import BootstrapSettings, PairedBootstrap, compare_systems
+from asdlib.reporting import summary_markdown
+from asdlib.significance import BootstrapSettings, PairedBootstrap, compare_systems, significance_markdown
 
 FAST = BootstrapSettings(resamples=400, seed=3)
 
