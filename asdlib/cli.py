@@ -1,8 +1,9 @@
-"""The ``asd`` command: download and prepare corpora, compare two runs' scores.
+"""The ``asd`` command: download and prepare corpora, compare two systems' scores.
 
     asd download <corpus> <target_dir> [--types ...] [--mirror BASE_URL] [--manifest FILE] ...
     asd prepare  <corpus> <corpus_dir> <manifest_out> [--types ...] [--path-base DIR] ...
     asd compare  <scores_a.csv> <scores_b.csv> [--column NAME] [--column-b NAME] ...
+    asd compare  <a_run1.csv> <a_run2.csv> ... --vs <b_run1.csv> <b_run2.csv> ...
 
 Exit status: 0 on success, 2 on bad input (unknown corpus or option value, missing
 folder, corpus layout problems), 1 when a download or extraction fails (network,
@@ -27,7 +28,7 @@ from asdlib.corpora.download import DownloadError, DownloadSettings
 from asdlib.fileio import atomic_path
 from asdlib.manifest import ManifestError, write_manifest
 from asdlib.reporting import condition_order
-from asdlib.significance import BootstrapSettings, compare_pair
+from asdlib.significance import BootstrapSettings, compare_runs
 
 DOWNLOADABLE = ("dcase2020", "mimii", "noisex92", "audioset_music")
 PREPARABLE = ("dcase2020", "mimii", "noisex92", "audioset_music", "folder")
@@ -106,12 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_prepare)
 
     c = sub.add_parser("compare", help="is one score table's mean AUC really above another's?",
-                       description="Mean AUC of two score tables of the same test clips (e.g. "
+                       description="Mean AUC of two systems scored on the same test clips (e.g. "
                                    "data/scores/<model>/<input>.csv of an experiment and of the workspace), "
                                    "per condition, with paired bootstrap intervals of each and of the "
-                                   "difference A - B. '*': the difference's interval excludes 0.")
-    c.add_argument("scores_a", type=Path)
-    c.add_argument("scores_b", type=Path)
+                                   "difference A - B. Several tables per side (A's runs, then --vs and "
+                                   "B's runs: e.g. training seeds) make the intervals hold the spread "
+                                   "between runs too. '*': the difference's interval excludes 0.")
+    c.add_argument("scores_a", type=Path, nargs="+", metavar="A.csv",
+                   help="A's score table and B's; or, with --vs, every run of A")
+    c.add_argument("--vs", type=Path, nargs="+", metavar="B.csv", help="every run of B")
     c.add_argument("--column", default="score", help="score column of A (default score)")
     c.add_argument("--column-b", help="score column of B (default: the same as A)")
     c.add_argument("--resamples", type=int, default=2000, help="bootstrap redraws (default 2000)")
@@ -123,21 +127,38 @@ def _parser() -> argparse.ArgumentParser:
 
 def _compare(args: argparse.Namespace) -> int:
     settings = BootstrapSettings(resamples=args.resamples, confidence=args.confidence, seed=args.seed)
-    tables = []
-    for path, column in ((args.scores_a, args.column), (args.scores_b, args.column_b or args.column)):
-        if not path.is_file():
-            raise UsageError(f"{path}: no such score table")
-        tables.append((pd.read_csv(path, dtype={"machine_id": str, "condition": str}), column, str(path)))
-    result = compare_pair(tables[0], tables[1], settings)
-    print(f"A: {args.scores_a} ({tables[0][1]})\nB: {args.scores_b} ({tables[1][1]})")
-    print(f"mean AUC [{settings.confidence:.0%} interval], paired bootstrap over the test clips "
+    if args.vs is None and len(args.scores_a) != 2:
+        raise UsageError(f"compare: give two score tables (A B), or A's runs then --vs and B's runs; "
+                         f"got {len(args.scores_a)} and no --vs")
+    paths_a, paths_b = (args.scores_a, args.vs) if args.vs is not None else (args.scores_a[:1], args.scores_a[1:])
+    column_b = args.column_b or args.column
+    sides = [[_score_table(path, args.column) for path in paths_a], [_score_table(path, column_b) for path in paths_b]]
+    result = compare_runs(sides[0], sides[1], settings)
+    for name, paths, column in (("A", paths_a, args.column), ("B", paths_b, column_b)):
+        runs = f"mean of {len(paths)} runs: " if len(paths) > 1 else ""
+        print(f"{name}: {runs}{', '.join(map(str, paths))} ({column})")
+    spread = " and between runs" if len(paths_a) > 1 or len(paths_b) > 1 else ""
+    print(f"mean AUC [{settings.confidence:.0%} interval], bootstrap over the test clips{spread} "
           f"({settings.resamples} redraws)")
     print(f"{'condition':<10} {'A':<22} {'B':<22} A - B")
-    for condition in condition_order(list(result)):
-        a, b, difference = result[condition]
-        mark = " *" if difference.excludes_zero() else ""
-        print(f"{condition:<10} {a.text():<22} {b.text():<22} {difference.text(signed=True)}{mark}")
+    order = condition_order(list(result))
+    for condition in order:
+        row = result[condition]
+        mark = " *" if row.difference.excludes_zero() else ""
+        print(f"{condition:<10} {row.a.text():<22} {row.b.text():<22} {row.difference.text(signed=True)}{mark}")
+    if spread:
+        print("each run's mean AUC:")
+        for condition in order:
+            row = result[condition]
+            print(f"{condition:<10} A: {' '.join(f'{v:.3f}' for v in row.runs_a)}   "
+                  f"B: {' '.join(f'{v:.3f}' for v in row.runs_b)}")
     return 0
+
+
+def _score_table(path: Path, column: str) -> tuple[pd.DataFrame, str, str]:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such score table")
+    return pd.read_csv(path, dtype={"machine_id": str, "condition": str}), column, str(path)
 
 
 def _download(args: argparse.Namespace) -> int:

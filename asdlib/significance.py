@@ -11,15 +11,17 @@ for every system scored on those clips. The difference of two systems is then
 judged against its own spread, which is much narrower than the two intervals
 taken apart when the systems err on the same clips.
 
-What it does not measure: training randomness (another seed retrains the model
-and moves its AUC too) and the choice of machines. It answers "would other test
-clips of these machines rank the two systems the same way?".
+On its own it does not measure training randomness (another seed retrains the
+model and moves its AUC too) nor the choice of machines: it answers "would other
+test clips of these machines rank the two systems the same way?".
+:func:`compare_runs` adds the first: given several training runs (seeds) of each
+system, every redraw also redraws the runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -156,12 +158,12 @@ class PairedBootstrap:
 
     def interval(self, scores: np.ndarray) -> Interval:
         """A system's mean AUC and its interval."""
-        return self._interval(self.observed(scores), self.resampled(scores))
+        return self.percentile(self.observed(scores), self.resampled(scores))
 
     def difference(self, scores_a: np.ndarray, scores_b: np.ndarray) -> Interval:
         """Mean AUC of ``a`` minus that of ``b`` on the same redraws, and its interval."""
-        return self._interval(self.observed(scores_a) - self.observed(scores_b),
-                              self.resampled(scores_a) - self.resampled(scores_b))
+        return self.percentile(self.observed(scores_a) - self.observed(scores_b),
+                               self.resampled(scores_a) - self.resampled(scores_b))
 
     def _type_mean(self, per_id: list) -> np.ndarray | float:
         types = [u.machine_type for u in self.units]
@@ -169,7 +171,8 @@ class PairedBootstrap:
                    for machine_type in sorted(set(types))]
         return np.mean(by_type, axis=0)
 
-    def _interval(self, value: float, draws: np.ndarray) -> Interval:
+    def percentile(self, value: float, draws: np.ndarray) -> Interval:
+        """``value`` with the percentile interval of its redrawn ``draws``."""
         tail = (1.0 - self.settings.confidence) / 2.0
         low, high = np.quantile(draws, [tail, 1.0 - tail])
         return Interval(float(value), float(low), float(high))
@@ -228,31 +231,64 @@ def compare_systems(systems: dict[tuple[str, str], System], baseline: tuple[str,
     return result
 
 
-def compare_pair(a: System, b: System, settings: BootstrapSettings = BootstrapSettings()
-                 ) -> dict[str, tuple[Interval, Interval, Interval]]:
-    """Per condition scored by both: (mean AUC of ``a``, of ``b``, ``a`` minus ``b``).
+class RunComparison(NamedTuple):
+    """One condition of :func:`compare_runs`: each side's mean AUC over its runs, their
+    difference (intervals), and each run's own mean AUC (no interval), in run order."""
 
-    For two runs of the same test clips, e.g. an experiment against the workspace:
-    both tables must score the same clips in each condition they share; a
-    condition only one of them has is left out, and none shared is an error.
+    a: Interval
+    b: Interval
+    difference: Interval
+    runs_a: list[float]
+    runs_b: list[float]
+
+
+def compare_runs(a: Sequence[System], b: Sequence[System], settings: BootstrapSettings = BootstrapSettings()
+                 ) -> dict[str, RunComparison]:
+    """Per condition scored by every run: mean AUC of ``a``, of ``b`` and ``a`` minus ``b``.
+
+    Each side is one or more training runs of a system (e.g. training seeds, or an
+    experiment and the workspace) scoring the same test clips. A side's value is
+    the mean over its runs. Each redraw draws the test clips (shared by all runs,
+    as :class:`PairedBootstrap`) and, per side, as many runs as it has, with
+    replacement: the intervals then hold the spread between training runs as well
+    as the test set's. With one run per side that part is nil and the intervals are
+    the test set's alone. A few runs understate the spread between runs (by the
+    factor (k - 1) / k in variance for k runs), so the more the better.
+
+    Conditions that only some runs have are left out; none shared is an error.
     """
-    (frame_a, column_a, where_a), (frame_b, column_b, where_b) = a, b
-    for frame, _, where in (a, b):
+    if not a or not b:
+        raise MetricsError("each side needs at least one score table")
+    runs = [*a, *b]
+    for frame, _, where in runs:
         if "condition" not in frame.columns:
             raise MetricsError(f"{where}: lacks columns ['condition']")
-    shared = sorted(set(frame_a["condition"].astype(str)) & set(frame_b["condition"].astype(str)))
+    shared = sorted(set.intersection(*(set(frame["condition"].astype(str)) for frame, _, _ in runs)))
     if not shared:
-        raise MetricsError(f"{where_a} and {where_b} share no condition")
+        raise MetricsError(f"{', '.join(where for _, _, where in runs)} share no condition")
+    run_rng = np.random.default_rng([settings.seed, 1])  # apart from the clip redraws
     result = {}
     for condition in shared:
-        rows_a = frame_a[frame_a["condition"].astype(str) == condition]
-        rows_b = frame_b[frame_b["condition"].astype(str) == condition]
-        bootstrap = PairedBootstrap(rows_a, settings, where=f"{where_a} ({condition})")
-        scores_a = bootstrap.aligned(rows_a, column_a, f"{where_a} ({condition})")
-        scores_b = bootstrap.aligned(rows_b, column_b, f"{where_b} ({condition})")
-        result[condition] = (bootstrap.interval(scores_a), bootstrap.interval(scores_b),
-                             bootstrap.difference(scores_a, scores_b))
+        tables = [(frame[frame["condition"].astype(str) == condition], column, f"{where} ({condition})")
+                  for frame, column, where in runs]
+        bootstrap = PairedBootstrap(tables[0][0], settings, where=tables[0][2])
+        scores = [bootstrap.aligned(*table) for table in tables]
+        runs_a, draws_a = _runs(bootstrap, scores[:len(a)], run_rng)
+        runs_b, draws_b = _runs(bootstrap, scores[len(a):], run_rng)
+        value_a, value_b = float(np.mean(runs_a)), float(np.mean(runs_b))
+        result[condition] = RunComparison(
+            bootstrap.percentile(value_a, draws_a), bootstrap.percentile(value_b, draws_b),
+            bootstrap.percentile(value_a - value_b, draws_a - draws_b), runs_a, runs_b)
     return result
+
+
+def _runs(bootstrap: PairedBootstrap, scores: list[np.ndarray], rng: np.random.Generator
+          ) -> tuple[list[float], np.ndarray]:
+    """Each run's mean AUC, and per redraw the mean over as many runs drawn with replacement."""
+    resampled = np.stack([bootstrap.resampled(s) for s in scores])  # (runs, resamples)
+    picks = rng.integers(0, len(scores), (resampled.shape[1], len(scores)))
+    return ([bootstrap.observed(s) for s in scores],
+            resampled[picks, np.arange(resampled.shape[1])[:, None]].mean(axis=1))
 
 
 def significance_markdown(comparisons: dict[str, Any], titles: dict[str, str], resamples: int,

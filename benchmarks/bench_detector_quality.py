@@ -22,6 +22,9 @@ keys take the library defaults, not params.yaml's). ``--repo`` names the pipelin
 checkout (default: this one). The Conformer AE fine-tunes the pipeline's pre-trained
 weights unless ``--pretrain`` pre-trains them anew with the given settings.
 Last line: ``quality: <model> <input> <condition> <score>=<mean AUC> ... fit=<s> score=<s>``.
+``--scores-out FILE`` also writes the scored test clips as a score table (the columns of
+``data/scores/<model>/<input>.csv``), so runs of several ``train.seed`` values can be
+compared with ``asd compare A1.csv A2.csv ... --vs B1.csv B2.csv ...``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import time
 from pathlib import Path
 
 from asdlib.detectors.registry import build_detector
+from asdlib.fileio import atomic_path
 from asdlib.manifest import read_clip, read_manifest
 from asdlib.metrics import evaluate_scores
 from asdlib.store import read_row
@@ -42,6 +46,8 @@ from asdlib.store import read_row
 ROOT = Path(__file__).resolve().parents[1]
 
 INPUTS = {"raw": Path("data/mix/manifest.csv"), "mse": Path("data/mse/manifest.csv")}
+SCORE_COLUMNS = ["clip_id", "source_clip_id", "machine_type", "machine_id", "split", "label",
+                 "condition", "snr_db"]  # as stages/train.py writes them
 PRETRAINED = Path("data/models/conformer_pretrained/model.pt")
 
 
@@ -55,7 +61,10 @@ def main() -> None:
     parser.add_argument("--pretrain", action="store_true",
                         help="conformer_ae: pre-train with these settings on the pooled training normals "
                              "(as the pretrain stage does) instead of using the pipeline's weights")
+    parser.add_argument("--scores-out", type=Path, metavar="FILE",
+                        help="write the scored test clips here (a score table for asd compare)")
     args = parser.parse_args()
+    scores_out = args.scores_out.resolve() if args.scores_out else None
     os.chdir(args.repo)  # manifests name their HDF5 stores relative to the repo
     manifest = read_manifest(INPUTS[args.input])
     rows = manifest[manifest["condition"] == args.condition]
@@ -78,6 +87,10 @@ def main() -> None:
         scores = detector.score(test, read_row)
         scored_at = time.perf_counter()
     scored = test.reset_index(drop=True).merge(scores, on="clip_id", validate="1:1")
+    if scores_out is not None:
+        with atomic_path(scores_out) as tmp:
+            scored[SCORE_COLUMNS + list(scores.columns.drop("clip_id"))].to_csv(
+                tmp, index=False, float_format="%.8g", lineterminator="\n")
     columns = [c for c in scores.columns if c.startswith("score_")] or ["score"]
     summary = []
     for column in columns:

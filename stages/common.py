@@ -28,9 +28,16 @@ def params_section(name: str, cls: type[T]) -> T:
     return parse(cls, params[name], f"{PARAMS_FILE}: {name}")
 
 
+def configure_logging(label: str = "") -> None:
+    """INFO lines ``LEVEL name: message``; ``label`` (a job's name) follows the level, for
+    worker processes sharing the terminal. Replaces an earlier setup (a reused worker)."""
+    tag = f" [{label}]" if label else ""
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s{tag} %(name)s: %(message)s", force=True)
+
+
 def run(main: Callable[[], Any]) -> None:
     """Run a stage's main; expected errors print one line naming the culprit, exit code 1."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         main()
     except (ValueError, OSError) as exc:

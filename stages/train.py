@@ -14,7 +14,6 @@ history metrics/training/<model>.<input>.csv (a DVC plot).
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
@@ -36,7 +35,7 @@ from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.progress import bars_off
 from asdlib.store import file_digest, read_row
 
-from stages.common import DATA, METRICS, PARAMS_FILE, params_section
+from stages.common import DATA, METRICS, PARAMS_FILE, configure_logging, params_section
 from stages.work import work_dir
 
 INPUTS = {"raw": DATA / "mix" / "manifest.csv", "mse": DATA / "mse" / "manifest.csv"}
@@ -130,12 +129,11 @@ def train_conditions(jobs: list[ConditionJob], workers: int, desc: str = "") -> 
     """Each job's test scores (job order), ``workers`` jobs at a time in separate processes
     (in this one when 1). Only the parent writes the stage's outputs; a worker writes
     nothing but its own job's checkpoints. With one process, training draws its bars;
-    with several, nothing draws bars and the workers log epoch lines instead."""
-    if workers == 1:
-        return list(parallel_map(_fit_and_score, jobs, ParallelSettings(n_jobs=1), desc=desc, total=len(jobs)))
-    # the workers' log lines would break into a bar of this process: their lines are the progress
-    with bars_off():
-        return list(parallel_map(partial(_fit_and_score, in_worker=True), jobs,
+    with several, nothing draws bars (their lines would break into each other and into
+    this process's bar) and the workers log epoch lines instead."""
+    in_worker = workers > 1
+    with bars_off() if in_worker else nullcontext():
+        return list(parallel_map(partial(_fit_and_score, in_worker=in_worker), jobs,
                                  ParallelSettings(n_jobs=workers), desc=desc, total=len(jobs)))
 
 
@@ -147,9 +145,8 @@ def _fit_and_score(job: ConditionJob, in_worker: bool = False) -> pd.DataFrame:
     per-epoch lines go to the log instead, each line naming the job.
     """
     torch.set_num_threads(job.threads)
-    if in_worker:  # a worker reused for another job replaces its log format (force)
-        logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{job.label}] %(name)s: %(message)s",
-                            force=True)
+    if in_worker:
+        configure_logging(job.label)
     print(f"{job.label}: {len(job.train)} training clips, {len(job.test)} test clips", flush=True)
     with bars_off() if in_worker else nullcontext():
         detector = job.detector_cls(job.settings, **job.options)

@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 from asdlib.cli import main
 from asdlib.metrics import MetricsError, evaluate_scores
 from asdlib.reporting import summary_markdown
-from asdlib.significance import BootstrapSettings, PairedBootstrap, compare_systems, significance_markdown
+from asdlib.significance import (BootstrapSettings, PairedBootstrap, compare_runs, compare_systems,
+                                 significance_markdown)
 
 FAST = BootstrapSettings(resamples=400, seed=3)
 
@@ -121,6 +122,57 @@ def test_bad_inputs_name_the_clip_and_the_file():
         BootstrapSettings(resamples=10)
 
 
+def _runs(clips: pd.DataFrame, n_runs: int, seed: int) -> list[tuple[pd.DataFrame, str, str]]:
+    """Training runs of one system as score tables: each run weighs an informative
+    feature (the clips' ``score``) and a clip-wise noise feature shared by every run
+    at its own random angle, so runs differ in how well they rank these very clips."""
+    rng = np.random.default_rng(seed)
+    noise = np.random.default_rng(12345).normal(0.0, 1.0, len(clips))
+    return [(clips.assign(score=np.cos(angle) * clips["score"] + np.sin(angle) * noise), "score", f"run{k}")
+            for k, angle in enumerate(rng.uniform(0.0, 1.4, n_runs))]
+
+
+def test_one_run_per_side_is_the_paired_bootstrap():
+    clips = _clips(shift=0.8, seed=5)
+    a, b = _runs(clips, 2, seed=1)
+    result = compare_runs([a], [b], FAST)["clean"]
+    bootstrap = PairedBootstrap(clips, FAST)
+    scores_a, scores_b = (bootstrap.aligned(frame, "score", "t") for frame, _, _ in (a, b))
+    assert result.a == bootstrap.interval(scores_a) and result.b == bootstrap.interval(scores_b)
+    assert result.difference == bootstrap.difference(scores_a, scores_b)
+    assert result.runs_a == [bootstrap.observed(scores_a)]
+
+
+def test_several_runs_widen_the_intervals_by_the_spread_between_runs():
+    """Two sides from one training process differ by nothing in expectation. Judged
+    on one run each, the test clips alone often vouch for a difference that is only
+    training luck; with five runs a side, redrawing the runs too, the 95 % interval
+    holds 0 about as often as it says (fails if the runs are not redrawn)."""
+    single_holds = runs_hold = 0
+    trials = 40
+    for trial in range(trials):
+        clips = _clips(n_normal=20, n_anomaly=20, shift=1.5, seed=200 + trial)
+        side_a, side_b = _runs(clips, 5, seed=2 * trial), _runs(clips, 5, seed=2 * trial + 1)
+        single = compare_runs(side_a[:1], side_b[:1], FAST)["clean"].difference
+        several = compare_runs(side_a, side_b, FAST)["clean"]
+        assert several.a.value == pytest.approx(np.mean(several.runs_a))
+        single_holds += not single.excludes_zero()
+        runs_hold += not several.difference.excludes_zero()
+    assert runs_hold / trials >= 0.85
+    assert single_holds / trials <= runs_hold / trials - 0.25
+
+
+def test_compare_runs_needs_shared_conditions_and_the_same_clips():
+    clips = _clips(seed=6)
+    (a, _, _), = _runs(clips, 1, seed=0)
+    with pytest.raises(MetricsError, match="share no condition"):
+        compare_runs([(a, "score", "a.csv")], [(a.assign(condition="0dB"), "score", "b.csv")], FAST)
+    with pytest.raises(MetricsError, match=r"b2.csv \(clean\): no score for clip fan_id_00_normal_0@clean"):
+        compare_runs([(a, "score", "a.csv")], [(a, "score", "b1.csv"), (a.iloc[1:], "score", "b2.csv")], FAST)
+    with pytest.raises(MetricsError, match="at least one score table"):
+        compare_runs([(a, "score", "a.csv")], [], FAST)
+
+
 def _systems() -> dict:
     frames = []
     for k, condition in enumerate(("clean", "-6dB")):
@@ -203,3 +255,23 @@ def test_asd_compare_errors_name_the_file(tmp_path, capsys):
     assert "share no condition" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "a.csv"), "--column", "nope"]) == 2
     assert "lacks columns ['nope']" in capsys.readouterr().err
+
+
+def test_asd_compare_runs_of_each_side(tmp_path, capsys):
+    clips = _clips(n_normal=20, n_anomaly=20, shift=1.5, seed=7)
+    paths = {}
+    for side, seed in (("a", 1), ("b", 2)):
+        for k, (frame, _, _) in enumerate(_runs(clips, 3, seed)):
+            paths.setdefault(side, []).append(str(tmp_path / f"{side}{k}.csv"))
+            frame.to_csv(paths[side][-1], index=False)
+    assert main(["compare", *paths["a"], "--vs", *paths["b"], "--resamples", "400"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"A: mean of 3 runs: {', '.join(paths['a'])} (score)\n")
+    assert "bootstrap over the test clips and between runs" in out
+    row = next(line for line in out.splitlines() if line.startswith("clean "))
+    runs = next(line for line in out.splitlines()[out.splitlines().index("each run's mean AUC:"):]
+                if line.startswith("clean "))
+    run_values = [float(v) for v in runs.split()[2:5]]
+    assert float(row.split()[1]) == pytest.approx(np.mean(run_values), abs=2e-3)
+    assert main(["compare", *paths["a"]]) == 2
+    assert "give two score tables (A B), or A's runs then --vs and B's runs; got 3" in capsys.readouterr().err
