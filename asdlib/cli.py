@@ -138,7 +138,7 @@ def _compare(args: argparse.Namespace) -> int:
         runs = f"mean of {len(paths)} runs: " if len(paths) > 1 else ""
         print(f"{name}: {runs}{', '.join(map(str, paths))} ({column})")
     spread = " and between runs" if len(paths_a) > 1 or len(paths_b) > 1 else ""
-    print(f"mean AUC [{settings.confidence:.0%} interval], bootstrap over the test clips{spread} "
+    print(f"mean AUC [{settings.confidence:.0%} interval], paired bootstrap over the test clips{spread} "
           f"({settings.resamples} redraws)")
     print(f"{'condition':<10} {'A':<22} {'B':<22} A - B")
     order = condition_order(list(result))

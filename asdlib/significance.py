@@ -301,7 +301,8 @@ def significance_markdown(comparisons: dict[str, Any], titles: dict[str, str], r
              f"and anomalous clips, the same redraws for both sides): difference in mean AUC "
              f"[{confidence:.0%} interval]. **Bold**: the interval excludes 0, so other test clips "
              f"of these machines would very likely rank the two the same way. Training randomness "
-             f"is not in it: another training seed moves a model's AUC too. Nor is the number of "
+             f"is not in it: another training seed moves a model's AUC too (`asd compare` with "
+             f"several runs a side, e.g. from `benchmarks/seed_study.py`, counts both). Nor is the number of "
              f"cells: where nothing differs, about {1 - confidence:.0%} of intervals still miss 0, "
              f"so a lone bold cell among many is weak evidence.", ""]
     for key, title in titles.items():

@@ -16,6 +16,10 @@ so that ``asd compare`` can judge a difference against both kinds of noise::
     asd compare /tmp/seeds/conformer_ae.raw.clean.seed*.csv \\
         --vs /tmp/seeds/dense_ae.raw.clean.seed*.csv
 
+To compare another run's MSE output or mixtures at the same detector settings, point
+``--repo`` at a checkout of it (e.g. a git worktree of an experiment, after ``dvc checkout``)
+and ``--params`` at this checkout's params.yaml: the experiment may predate today's settings.
+
 A condition starting with a minus needs the ``=`` form (``--conditions=-6dB``), or
 argparse takes it for an option. A table that already exists is kept (the study resumes where it stopped). The
 Conformer AE fine-tunes the pipeline's pre-trained weights with each seed.
@@ -43,8 +47,11 @@ def main() -> None:
     parser.add_argument("--inputs", nargs="+", choices=["raw", "mse"], default=["raw"])
     parser.add_argument("--conditions", nargs="+", default=["clean"])
     parser.add_argument("--repo", type=Path, default=ROOT, help="pipeline checkout (default: this one)")
+    parser.add_argument("--params", type=Path, help="params file whose detectors section to train with "
+                                                    "(default: the checkout's params.yaml)")
     args = parser.parse_args()
-    detectors = yaml.safe_load((args.repo / "params.yaml").read_text()).get("detectors", {})
+    params = args.params or args.repo / "params.yaml"
+    detectors = yaml.safe_load(params.read_text()).get("detectors", {})
     for condition in args.conditions:
         for input_name in args.inputs:
             for model in args.models:
