@@ -21,8 +21,10 @@ To compare another run's MSE output or mixtures at the same detector settings, p
 and ``--params`` at this checkout's params.yaml: the experiment may predate today's settings.
 
 A condition starting with a minus needs the ``=`` form (``--conditions=-6dB``), or
-argparse takes it for an option. A table that already exists is kept (the study resumes where it stopped). The
-Conformer AE fine-tunes the pipeline's pre-trained weights with each seed.
+argparse takes it for an option. A table that already exists is kept (the study resumes
+where it stopped). The Conformer AE fine-tunes the pipeline's pre-trained weights with each
+seed. The pipeline's own way to the same tables, every condition at once, is one experiment
+per seed (``dvc exp run -S detectors.<model>.train.seed=N``; README, *Comparing experiments*).
 """
 
 from __future__ import annotations
