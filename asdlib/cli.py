@@ -132,8 +132,8 @@ def _compare(args: argparse.Namespace) -> int:
                          f"got {len(args.scores_a)} and no --vs")
     paths_a, paths_b = (args.scores_a, args.vs) if args.vs is not None else (args.scores_a[:1], args.scores_a[1:])
     column_b = args.column_b or args.column
-    sides = [[_score_table(path, args.column) for path in paths_a], [_score_table(path, column_b) for path in paths_b]]
-    result = compare_runs(sides[0], sides[1], settings)
+    result = compare_runs([_score_table(path, args.column) for path in paths_a],
+                          [_score_table(path, column_b) for path in paths_b], settings)
     for name, paths, column in (("A", paths_a, args.column), ("B", paths_b, column_b)):
         runs = f"mean of {len(paths)} runs: " if len(paths) > 1 else ""
         print(f"{name}: {runs}{', '.join(map(str, paths))} ({column})")
