@@ -27,6 +27,7 @@ from asdlib.corpora.dcase_layout import CorpusLayoutError, scan_dcase_layout
 from asdlib.corpora.download import DownloadError, DownloadSettings
 from asdlib.fileio import atomic_path
 from asdlib.manifest import ManifestError, write_manifest
+from asdlib.metrics import read_scores
 from asdlib.reporting import condition_order
 from asdlib.significance import BootstrapSettings, compare_runs
 
@@ -158,7 +159,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _score_table(path: Path, column: str) -> tuple[pd.DataFrame, str, str]:
     if not path.is_file():
         raise UsageError(f"{path}: no such score table")
-    return pd.read_csv(path, dtype={"machine_id": str, "condition": str}), column, str(path)
+    return read_scores(path), column, str(path)
 
 
 def _download(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ Values are rounded to 6 decimals so the JSON is stable across platforms.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,6 +25,11 @@ REQUIRED_COLUMNS = ("machine_type", "machine_id", "label")
 
 class MetricsError(ValueError):
     """Scores cannot be evaluated; the message names the machine type / ID at fault."""
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """A score table (``data/scores/<model>/<input>.csv``), machine IDs and conditions as text."""
+    return pd.read_csv(path, dtype={"machine_id": str, "condition": str})
 
 
 def evaluate_scores(df: pd.DataFrame, score_column: str = "score") -> dict[str, Any]:

@@ -31,6 +31,7 @@ from sklearn.metrics import roc_auc_score
 
 from asdlib.config import parse
 from asdlib.corpora.synthetic import SyntheticSettings, fault_of_test_clip
+from asdlib.metrics import read_scores
 from asdlib.reporting import reported_scores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def main() -> None:
         sys.exit(f"{args.repo / 'data' / 'scores'}: no */{args.input}.csv (run `dvc repro` first)")
     table, kinds, fault_kind = {}, None, {}  # fault_kind: source clip id -> kind ("" when normal)
     for path in paths:
-        scores = pd.read_csv(path, dtype={"machine_id": str, "condition": str})
+        scores = read_scores(path)
         scores = scores[(scores["condition"] == args.condition) & (scores["split"] == "test")]
         if scores.empty:
             sys.exit(f"{path}: no test clips of condition {args.condition!r}")

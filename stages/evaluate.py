@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from asdlib.fileio import atomic_path, write_json, write_text
-from asdlib.metrics import evaluate_scores, roc_points
+from asdlib.metrics import evaluate_scores, read_scores, roc_points
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.plots import plot_auc_vs_snr, plot_roc, plot_score_histograms
 from asdlib.reporting import auc_vs_snr_table, condition_snr, reported_scores, summary_markdown
@@ -51,7 +51,7 @@ def main() -> None:
     tidy, figures, systems = [], [], {}
     for path in sorted(SCORES.glob("*/*.csv")):
         model, input_name = path.parent.name, path.stem
-        scores = pd.read_csv(path, dtype={"machine_id": str, "condition": str})
+        scores = read_scores(path)
         for name, column in reported_scores(scores, model, cfg.extra_scores).items():
             systems[(name, input_name)] = (scores, column, str(path))
             for condition, rows in scores.groupby("condition", sort=False):
