@@ -29,7 +29,7 @@ from asdlib.fileio import atomic_path
 from asdlib.manifest import ManifestError, write_manifest
 from asdlib.metrics import read_scores
 from asdlib.reporting import condition_order
-from asdlib.significance import BootstrapSettings, compare_runs
+from asdlib.significance import BootstrapSettings, compare_runs, holm
 
 DOWNLOADABLE = ("dcase2020", "mimii", "noisex92", "audioset_music")
 PREPARABLE = ("dcase2020", "mimii", "noisex92", "audioset_music", "folder")
@@ -141,12 +141,16 @@ def _compare(args: argparse.Namespace) -> int:
     spread = " and between runs" if len(paths_a) > 1 or len(paths_b) > 1 else ""
     print(f"mean AUC [{settings.confidence:.0%} interval], paired bootstrap over the test clips{spread} "
           f"({settings.resamples} redraws)")
-    print(f"{'condition':<10} {'A':<22} {'B':<22} A - B")
+    print(f"{'condition':<10} {'A':<22} {'B':<22} {'A - B':<25} p")
     order = condition_order(list(result))
+    survives = dict(zip(order, holm([result[c].difference.p for c in order], 1.0 - settings.confidence)))
     for condition in order:
         row = result[condition]
-        mark = " *" if row.difference.excludes_zero() else ""
-        print(f"{condition:<10} {row.a.text():<22} {row.b.text():<22} {row.difference.text(signed=True)}{mark}")
+        marks = ("*" if row.difference.excludes_zero() else "") + ("†" if survives[condition] else "")
+        print(f"{condition:<10} {row.a.text():<22} {row.b.text():<22} {row.difference.text(signed=True):<25} "
+              f"{row.difference.p:.4f} {marks}".rstrip())
+    conditions = f"{len(order)} conditions" if len(order) > 1 else "one condition"
+    print(f"*: the interval excludes 0; †: p also survives Holm's correction over the {conditions}")
     if spread:
         print("each run's mean AUC:")
         for condition in order:

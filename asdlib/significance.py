@@ -16,16 +16,22 @@ model and moves its AUC too) nor the choice of machines: it answers "would other
 test clips of these machines rank the two systems the same way?".
 :func:`compare_runs` adds the first: given several training runs (seeds) of each
 system, every redraw also redraws the runs.
+
+Many cells judged at once (every model against the baseline at every SNR) miss 0
+by luck now and then even where nothing differs, so each difference also carries a
+p-value from its redraws' spread (:func:`p_value`) and :func:`holm` says which of a family of
+them survive Holm's step-down correction, which holds the chance of any false
+claim in the family at ``1 - confidence`` whatever their dependence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+from scipy.stats import norm, rankdata
 
 from asdlib.metrics import MetricsError
 from asdlib.reporting import condition_order
@@ -51,11 +57,13 @@ class BootstrapSettings:
 
 @dataclass(frozen=True)
 class Interval:
-    """An observed value and its bootstrap percentile interval."""
+    """An observed value and its bootstrap percentile interval; for a difference also
+    ``p``, the two-sided p-value of "no difference" (:func:`p_value`)."""
 
     value: float
     low: float
     high: float
+    p: Optional[float] = None
 
     def excludes_zero(self) -> bool:
         return self.low > 0.0 or self.high < 0.0
@@ -66,8 +74,9 @@ class Interval:
         return f"{self.value:{f}} [{self.low:{f}}, {self.high:{f}}]"
 
     def as_dict(self) -> dict[str, float]:
-        return {"value": round(self.value, DECIMALS), "low": round(self.low, DECIMALS),
-                "high": round(self.high, DECIMALS)}
+        values = {"value": round(self.value, DECIMALS), "low": round(self.low, DECIMALS),
+                  "high": round(self.high, DECIMALS)}
+        return values if self.p is None else {**values, "p": round(self.p, DECIMALS)}
 
 
 @dataclass(frozen=True)
@@ -163,7 +172,7 @@ class PairedBootstrap:
     def difference(self, scores_a: np.ndarray, scores_b: np.ndarray) -> Interval:
         """Mean AUC of ``a`` minus that of ``b`` on the same redraws, and its interval."""
         return self.percentile(self.observed(scores_a) - self.observed(scores_b),
-                               self.resampled(scores_a) - self.resampled(scores_b))
+                               self.resampled(scores_a) - self.resampled(scores_b), with_p=True)
 
     def _type_mean(self, per_id: list) -> np.ndarray | float:
         types = [u.machine_type for u in self.units]
@@ -171,11 +180,37 @@ class PairedBootstrap:
                    for machine_type in sorted(set(types))]
         return np.mean(by_type, axis=0)
 
-    def percentile(self, value: float, draws: np.ndarray) -> Interval:
-        """``value`` with the percentile interval of its redrawn ``draws``."""
+    def percentile(self, value: float, draws: np.ndarray, with_p: bool = False) -> Interval:
+        """``value`` with the percentile interval of its redrawn ``draws`` (and, for a
+        difference, ``with_p``: the p-value of 0)."""
         tail = (1.0 - self.settings.confidence) / 2.0
         low, high = np.quantile(draws, [tail, 1.0 - tail])
-        return Interval(float(value), float(low), float(high))
+        return Interval(float(value), float(low), float(high), p_value(value, draws) if with_p else None)
+
+
+def p_value(value: float, draws: np.ndarray) -> float:
+    """Two-sided p-value of "the difference is 0" for an observed ``value`` whose redraws
+    are ``draws``: the normal tail beyond ``|value|`` in units of the redraws' standard
+    deviation. Counting the redraws beyond 0 instead could not go below 2 / (redraws + 1)
+    (0.001 for 2000), too coarse for Holm's correction over a table of tens of cells.
+    Below ``1 - confidence`` about when the percentile interval excludes 0."""
+    spread = float(np.std(draws))
+    if spread == 0.0:
+        return 1.0 if value == 0.0 else 0.0
+    return float(2.0 * norm.sf(abs(value) / spread))
+
+
+def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Holm's step-down correction: which of ``p_values`` (one family of tests) stay
+    significant at family-wise error rate ``alpha``. The i-th smallest (from 0) must
+    be <= alpha / (m - i), and once one fails every larger one fails too."""
+    order = np.argsort(p_values, kind="stable")
+    survives = [False] * len(p_values)
+    for rank, index in enumerate(order):
+        if p_values[index] > alpha / (len(p_values) - rank):
+            break
+        survives[index] = True
+    return survives
 
 
 def _auc(anomalous: np.ndarray, normal: np.ndarray) -> np.ndarray:
@@ -278,7 +313,7 @@ def compare_runs(a: Sequence[System], b: Sequence[System], settings: BootstrapSe
         value_a, value_b = float(np.mean(runs_a)), float(np.mean(runs_b))
         result[condition] = RunComparison(
             bootstrap.percentile(value_a, draws_a), bootstrap.percentile(value_b, draws_b),
-            bootstrap.percentile(value_a - value_b, draws_a - draws_b), runs_a, runs_b)
+            bootstrap.percentile(value_a - value_b, draws_a - draws_b, with_p=True), runs_a, runs_b)
     return result
 
 
@@ -295,26 +330,33 @@ def significance_markdown(comparisons: dict[str, Any], titles: dict[str, str], r
                           confidence: float) -> str:
     """Markdown: a table per entry of ``titles`` (key of ``comparisons`` -> heading),
     a row per model (and input), a cell per condition: the difference in mean AUC
-    and its interval, bold where the interval excludes zero."""
+    and its interval, bold where the interval excludes zero, marked † where its
+    p-value survives Holm's correction over the table's cells."""
+    alpha = 1.0 - confidence
     lines = ["## Are the differences real?", "",
              f"Paired bootstrap over the test clips ({resamples} redraws of each machine ID's normal "
              f"and anomalous clips, the same redraws for both sides): difference in mean AUC "
              f"[{confidence:.0%} interval]. **Bold**: the interval excludes 0, so other test clips "
-             f"of these machines would very likely rank the two the same way. Training randomness "
-             f"is not in it: another training seed moves a model's AUC too (`asd compare` with "
-             f"several runs a side, e.g. from `benchmarks/seed_study.py`, counts both). Nor is the number of "
-             f"cells: where nothing differs, about {1 - confidence:.0%} of intervals still miss 0, "
-             f"so a lone bold cell among many is weak evidence.", ""]
+             f"of these machines would very likely rank the two the same way. But where nothing "
+             f"differs about {alpha:.0%} of intervals still miss 0, so in a table of many cells a "
+             f"bold one or two can be luck. †: the cell's p-value (in `metrics/comparisons.json`) "
+             f"also survives Holm's correction over all the cells of its table, which keeps the "
+             f"chance of any false † in the table under {alpha:.0%}. Training randomness is not "
+             f"in it: another training seed moves a model's AUC too (`asd compare` with several "
+             f"runs a side, e.g. from `benchmarks/seed_study.py`, counts both).", ""]
     for key, title in titles.items():
         rows = list(_interval_rows(comparisons.get(key, {}), ()))
         if not rows:
             continue
         conditions = condition_order(sorted({c for _, by_cond in rows for c in by_cond}))
-        lines += [f"### {title}", "", "| system | " + " | ".join(conditions) + " |",
-                  "|---|" + "---|" * len(conditions)]
-        for path, by_cond in rows:
-            cells = [_difference(by_cond[c]) if c in by_cond else "" for c in conditions]
-            lines.append(f"| {' / '.join(path)} | " + " | ".join(cells) + " |")
+        cells = [(row, c) for row, (_, by_cond) in enumerate(rows) for c in conditions if c in by_cond]
+        survivors = {cell for cell, kept in zip(cells, holm([rows[r][1][c]["p"] for r, c in cells], alpha)) if kept}
+        lines += [f"### {title}", "",
+                  f"{len(survivors)} of {len(cells)} cells survive Holm's correction (†).", "",
+                  "| system | " + " | ".join(conditions) + " |", "|---|" + "---|" * len(conditions)]
+        for row, (path, by_cond) in enumerate(rows):
+            texts = [_difference(by_cond[c], (row, c) in survivors) if c in by_cond else "" for c in conditions]
+            lines.append(f"| {' / '.join(path)} | " + " | ".join(texts) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -328,6 +370,7 @@ def _interval_rows(tree: dict[str, Any], path: tuple[str, ...]):
             yield from _interval_rows(sub, (*path, name))
 
 
-def _difference(values: dict[str, float]) -> str:
+def _difference(values: dict[str, float], survives_holm: bool) -> str:
     interval = Interval(**values)
-    return f"**{interval.text(signed=True)}**" if interval.excludes_zero() else interval.text(signed=True)
+    text = f"**{interval.text(signed=True)}**" if interval.excludes_zero() else interval.text(signed=True)
+    return f"{text} †" if survives_holm else text

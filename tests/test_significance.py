@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 from asdlib.cli import main
 from asdlib.metrics import MetricsError, evaluate_scores
 from asdlib.reporting import summary_markdown
-from asdlib.significance import (BootstrapSettings, PairedBootstrap, compare_runs, compare_systems,
-                                 significance_markdown)
+from asdlib.significance import (BootstrapSettings, PairedBootstrap, compare_runs, compare_systems, holm,
+                                 p_value, significance_markdown)
 
 FAST = BootstrapSettings(resamples=400, seed=3)
 
@@ -97,6 +97,52 @@ def test_seed_fixes_the_intervals():
     other = PairedBootstrap(clips, BootstrapSettings(resamples=400, seed=4))
     assert first.interval(scores) == again.interval(scores)
     assert first.interval(scores) != other.interval(scores)
+
+
+def test_p_value_is_the_normal_tail_in_units_of_the_redraws_spread():
+    draws = np.random.default_rng(0).normal(0.0, 1.0, 4000)
+    assert p_value(1.96, draws - draws.mean() + 1.96) == pytest.approx(0.05, rel=0.05)
+    assert p_value(-1.96, draws) == p_value(1.96, draws)  # two-sided
+    assert p_value(4.0, draws) == pytest.approx(6.3e-5, rel=0.1)  # finer than 1 / 4001
+    assert p_value(0.0, np.zeros(500)) == 1.0 and p_value(0.1, np.full(500, 0.1)) == 0.0  # no spread
+    clips = _clips(shift=0.8, seed=2)
+    bootstrap = PairedBootstrap(clips, FAST)
+    base = bootstrap.aligned(clips, "score", "base")
+    for nudge in (0.0, 0.05, 0.15, 0.4):  # the p-value falls as the interval moves off 0
+        difference = bootstrap.difference(base + nudge * (clips["label"] == "anomaly").to_numpy(), base)
+        assert (difference.p < 0.05) == difference.excludes_zero()
+    assert bootstrap.interval(base).p is None and "p" not in bootstrap.interval(base).as_dict()
+
+
+def test_holm_steps_down_and_stops_at_the_first_failure():
+    assert holm([0.01, 0.02, 0.03], 0.05) == [True, True, True]  # Bonferroni would keep only 0.01
+    assert holm([0.01, 0.04, 0.03, 0.005], 0.05) == [True, False, False, True]
+    assert holm([0.03, 0.001, 0.2, 0.02], 0.05) == [False, True, False, False]  # 0.02 > 0.05 / 3 stops it
+    assert holm([], 0.05) == []
+
+
+def test_holm_keeps_a_table_of_null_differences_mostly_clean():
+    """Twelve systems that score the test clips exactly as well as the baseline in
+    expectation: in most simulated test sets some cell of the table misses 0 by luck,
+    but a cell surviving Holm's correction is rare (fails if the † ignores the family)."""
+    families_bold = families_dagger = 0
+    trials = 60
+    for trial in range(trials):
+        clips = _clips(shift=1.0, seed=500 + trial)
+        rng = np.random.default_rng(trial)
+        anomalous = (clips["label"] == "anomaly").to_numpy()
+        systems = {("base", "raw"): (clips, "score", "base.csv")}
+        for k in range(12):
+            scores = rng.normal(0.0, 1.0, len(clips)) + 1.0 * anomalous
+            systems[(f"null{k:02d}", "raw")] = (clips.assign(score=scores), "score", f"null{k}.csv")
+        result = compare_systems(systems, ("base", "raw"), FAST)
+        table = significance_markdown(result, {"minus_base_raw": "minus base"}, 400, 0.95)
+        rows = [line for line in table.splitlines() if line.startswith("| null")]
+        assert len(rows) == 12
+        families_bold += any("**" in row for row in rows)
+        families_dagger += any("†" in row for row in rows)
+    assert families_bold / trials >= 0.2  # 22 of 60 here
+    assert families_dagger / trials <= 0.1  # 3 of 60 here; uncorrected it would be those 22
 
 
 def test_bad_inputs_name_the_clip_and_the_file():
@@ -198,13 +244,15 @@ def test_compare_systems_and_its_markdown():
     assert chance_clean["high"] < 0  # a random scorer is clearly below a good one
     assert result["mse_minus_raw"]["dense_ae"]["clean"] == pytest.approx(
         {k: result["auc"]["dense_ae"]["mse"]["clean"]["value"] - result["auc"]["dense_ae"]["raw"]["clean"]["value"]
-         if k == "value" else result["mse_minus_raw"]["dense_ae"]["clean"][k] for k in ("value", "low", "high")},
+         if k == "value" else result["mse_minus_raw"]["dense_ae"]["clean"][k] for k in ("value", "low", "high", "p")},
         abs=2e-6)
     text = significance_markdown(result, {"mse_minus_raw": "MSE minus raw",
                                           "minus_dense_ae_raw": "minus dense_ae / raw"}, 400, 0.95)
     row = next(line for line in text.splitlines() if line.startswith("| chance / raw |"))
     cells = row.strip("|").split("|")[1:]
     assert "**" in cells[1] and cells[1].strip().startswith("**-")  # clean: bold, below the baseline
+    assert cells[1].strip().endswith("†")  # and far beyond what the table's number of cells explains
+    assert "1 of 4 cells survive Holm's correction (†)." in text.split("### minus dense_ae / raw")[1]
     assert text.index("### MSE minus raw") < text.index("### minus dense_ae / raw")
     assert "| system | -6dB | clean |" in text
     unbolded = [c for c in cells if "**" not in c]
@@ -236,7 +284,9 @@ def test_asd_compare_prints_each_condition_and_marks_a_clear_difference(tmp_path
     out = capsys.readouterr().out.splitlines()
     rows = {line.split()[0]: line for line in out if line.split() and line.split()[0] in ("clean", "-6dB")}
     assert list(rows) == ["-6dB", "clean"]  # noisiest first
-    assert rows["clean"].endswith(" *")  # a good scorer against a random one
+    assert rows["clean"].endswith(" *†")  # a good scorer against a random one
+    assert float(rows["clean"].split()[-2]) < 0.01  # its p-value
+    assert out[-1] == "*: the interval excludes 0; †: p also survives Holm's correction over the 2 conditions"
     auc_a = float(rows["clean"].split()[1])
     assert auc_a == pytest.approx(evaluate_scores(raw.query("condition == 'clean'"))["overall"]["auc"], abs=1e-3)
 
