@@ -113,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "per condition, with paired bootstrap intervals of each and of the "
                                    "difference A - B. Several tables per side (A's runs, then --vs and "
                                    "B's runs: e.g. training seeds) make the intervals hold the spread "
-                                   "between runs too. '*': the difference's interval excludes 0.")
+                                   "between runs too. p: of no difference; '*': the difference's "
+                                   "interval excludes 0; '†': p survives Holm's correction over the "
+                                   "conditions shown.")
     c.add_argument("scores_a", type=Path, nargs="+", metavar="A.csv",
                    help="A's score table and B's; or, with --vs, every run of A")
     c.add_argument("--vs", type=Path, nargs="+", metavar="B.csv", help="every run of B")
