@@ -254,16 +254,24 @@ def compare_systems(systems: dict[tuple[str, str], System], baseline: tuple[str,
         bootstrap = PairedBootstrap(rows, settings, where=f"{where} ({condition})")
         scores = {key: bootstrap.aligned(frame, column, f"{where} {column} ({condition})")
                   for key, (frame, column, where) in present.items()}
-        for (model, input_name), values in scores.items():
+        # each system's figure and redraws once: the baseline enters a dozen differences
+        draws = {key: (bootstrap.observed(values), bootstrap.resampled(values)) for key, values in scores.items()}
+        for model, input_name in scores:
             result["auc"].setdefault(model, {}).setdefault(input_name, {})[condition] = \
-                bootstrap.interval(values).as_dict()
+                bootstrap.percentile(*draws[(model, input_name)]).as_dict()
             if input_name == first and (model, second) in scores:
                 result[paired_key].setdefault(model, {})[condition] = \
-                    bootstrap.difference(values, scores[(model, second)]).as_dict()
+                    _difference_of(bootstrap, draws[(model, first)], draws[(model, second)])
             if (model, input_name) != baseline and baseline in scores:
-                result[baseline_key].setdefault(model, {}).setdefault(
-                    input_name, {})[condition] = bootstrap.difference(values, scores[baseline]).as_dict()
+                result[baseline_key].setdefault(model, {}).setdefault(input_name, {})[condition] = \
+                    _difference_of(bootstrap, draws[(model, input_name)], draws[baseline])
     return result
+
+
+def _difference_of(bootstrap: PairedBootstrap, a: tuple[float, np.ndarray], b: tuple[float, np.ndarray]
+                   ) -> dict[str, float]:
+    """:meth:`PairedBootstrap.difference` from each side's observed figure and redraws."""
+    return bootstrap.percentile(a[0] - b[0], a[1] - b[1], with_p=True).as_dict()
 
 
 class RunComparison(NamedTuple):
