@@ -23,8 +23,10 @@ and ``--params`` at this checkout's params.yaml: the experiment may predate toda
 A condition starting with a minus needs the ``=`` form (``--conditions=-6dB``), or
 argparse takes it for an option. A table that already exists is kept (the study resumes
 where it stopped). The Conformer AE fine-tunes the pipeline's pre-trained weights with each
-seed. The pipeline's own way to the same tables, every condition at once, is one experiment
-per seed (``dvc exp run -S detectors.<model>.train.seed=N``; README, *Comparing experiments*).
+seed; with ``--pretrain`` it pre-trains anew with each seed first (``pretrain.seed`` = the
+seed, about a minute more per run) and names its tables ``conformer_ae+pretrain.<input>...``,
+so the runs redraw the pre-training's randomness too. The pipeline's own way to the same
+tables, every condition at once, is one experiment per seed (``dvc exp run -S detectors.<model>.train.seed=N``; README, *Comparing experiments*).
 """
 
 from __future__ import annotations
@@ -51,21 +53,29 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, default=ROOT, help="pipeline checkout (default: this one)")
     parser.add_argument("--params", type=Path, help="params file whose detectors section to train with "
                                                     "(default: the checkout's params.yaml)")
+    parser.add_argument("--pretrain", action="store_true",
+                        help="conformer_ae only: pre-train anew with each seed as well")
     args = parser.parse_args()
+    if args.pretrain and set(args.models) != {"conformer_ae"}:
+        parser.error("--pretrain needs --models conformer_ae (only it is pre-trained)")
     params = args.params or args.repo / "params.yaml"
     detectors = yaml.safe_load(params.read_text()).get("detectors", {})
     for condition in args.conditions:
         for input_name in args.inputs:
             for model in args.models:
                 for seed in args.seeds:
-                    table = args.out / f"{model}.{input_name}.{condition}.seed{seed}.csv"
+                    name = f"{model}+pretrain" if args.pretrain else model
+                    table = args.out / f"{name}.{input_name}.{condition}.seed{seed}.csv"
                     if table.exists():
                         continue
                     settings = json.loads(json.dumps(detectors.get(model, {})))
                     settings.setdefault("train", {})["seed"] = seed
+                    options = ["--repo", str(args.repo), "--scores-out", str(table.resolve())]
+                    if args.pretrain:
+                        settings.setdefault("pretrain", {})["seed"] = seed
+                        options.append("--pretrain")
                     command = [sys.executable, str(ROOT / "benchmarks" / "bench_detector_quality.py"),
-                               "--repo", str(args.repo), "--scores-out", str(table.resolve()), "--",
-                               model, input_name, condition, json.dumps(settings)]
+                               *options, "--", model, input_name, condition, json.dumps(settings)]
                     result = subprocess.run(command, capture_output=True, text=True)
                     if result.returncode != 0:
                         sys.exit(f"{model} {input_name} {condition} seed {seed} failed:\n{result.stderr}")
