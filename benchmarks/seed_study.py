@@ -24,9 +24,11 @@ A condition starting with a minus needs the ``=`` form (``--conditions=-6dB``), 
 argparse takes it for an option. A table that already exists is kept (the study resumes
 where it stopped). The Conformer AE fine-tunes the pipeline's pre-trained weights with each
 seed; with ``--pretrain`` it pre-trains anew with each seed first (``pretrain.seed`` = the
-seed, about a minute more per run) and names its tables ``conformer_ae+pretrain.<input>...``,
-so the runs redraw the pre-training's randomness too. The pipeline's own way to the same
-tables, every condition at once, is one experiment per seed (``dvc exp run -S detectors.<model>.train.seed=N``; README, *Comparing experiments*).
+seed; on the pooled training normals, the default ``pretrain.corpus``; about a minute more
+per run) and names its tables ``conformer_ae+pretrain.<input>...``, so the runs redraw the
+pre-training's randomness too. The pipeline's own way to the same tables, every condition
+at once, is one experiment per seed (``dvc exp run -S detectors.<model>.train.seed=N``;
+README, *Comparing experiments*).
 """
 
 from __future__ import annotations
