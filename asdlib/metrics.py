@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from asdlib.fileio import atomic_path
+
 MAX_FPR = 0.1
 DECIMALS = 6
 REQUIRED_COLUMNS = ("machine_type", "machine_id", "label")
@@ -25,6 +27,22 @@ REQUIRED_COLUMNS = ("machine_type", "machine_id", "label")
 
 class MetricsError(ValueError):
     """Scores cannot be evaluated; the message names the machine type / ID at fault."""
+
+
+CLIP_COLUMNS = ["clip_id", "source_clip_id", "machine_type", "machine_id", "split", "label",
+                "condition", "snr_db"]  # a score table's columns before its scores
+
+
+def score_table(clips: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """The manifest rows ``clips`` (their :data:`CLIP_COLUMNS`) joined with a detector's
+    ``scores`` (clip_id and score columns), one row per clip in ``clips``' order."""
+    return clips[CLIP_COLUMNS].reset_index(drop=True).merge(scores, on="clip_id", validate="1:1")
+
+
+def write_scores(path: str | Path, table: pd.DataFrame) -> None:
+    """Write a score table atomically (8 significant digits, so reruns give the same bytes)."""
+    with atomic_path(Path(path)) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.8g", lineterminator="\n")
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:

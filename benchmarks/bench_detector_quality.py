@@ -38,16 +38,13 @@ import time
 from pathlib import Path
 
 from asdlib.detectors.registry import build_detector
-from asdlib.fileio import atomic_path
 from asdlib.manifest import read_clip, read_manifest
-from asdlib.metrics import evaluate_scores
+from asdlib.metrics import evaluate_scores, score_table, write_scores
 from asdlib.store import read_row
 
 ROOT = Path(__file__).resolve().parents[1]
 
 INPUTS = {"raw": Path("data/mix/manifest.csv"), "mse": Path("data/mse/manifest.csv")}
-SCORE_COLUMNS = ["clip_id", "source_clip_id", "machine_type", "machine_id", "split", "label",
-                 "condition", "snr_db"]  # as stages/train.py writes them
 PRETRAINED = Path("data/models/conformer_pretrained/model.pt")
 
 
@@ -86,11 +83,9 @@ def main() -> None:
         fitted = time.perf_counter()
         scores = detector.score(test, read_row)
         scored_at = time.perf_counter()
-    scored = test.reset_index(drop=True).merge(scores, on="clip_id", validate="1:1")
+    scored = score_table(test, scores)
     if scores_out is not None:
-        with atomic_path(scores_out) as tmp:
-            scored[SCORE_COLUMNS + list(scores.columns.drop("clip_id"))].to_csv(
-                tmp, index=False, float_format="%.8g", lineterminator="\n")
+        write_scores(scores_out, scored)
     columns = [c for c in scores.columns if c.startswith("score_")] or ["score"]
     summary = []
     for column in columns:

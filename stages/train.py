@@ -31,6 +31,7 @@ from asdlib.datasets import LoadFn
 from asdlib.detectors.common import Detector
 from asdlib.fileio import atomic_path
 from asdlib.manifest import read_manifest
+from asdlib.metrics import score_table, write_scores
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.progress import bars_off
 from asdlib.store import file_digest, read_row
@@ -39,8 +40,6 @@ from stages.common import DATA, METRICS, PARAMS_FILE, configure_logging, params_
 from stages.work import work_dir
 
 INPUTS = {"raw": DATA / "mix" / "manifest.csv", "mse": DATA / "mse" / "manifest.csv"}
-SCORE_COLUMNS = ["clip_id", "source_clip_id", "machine_type", "machine_id", "split", "label",
-                 "condition", "snr_db"]
 
 
 @dataclass(frozen=True)
@@ -119,8 +118,7 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
     for condition, job in zip(cfg.conditions, jobs):
         histories += _histories(job.work, condition)
         _copy_models(job.work, models_out / condition)
-    with atomic_path(DATA / "scores" / model / f"{input_name}.csv") as tmp:
-        pd.concat(scores).to_csv(tmp, index=False, float_format="%.8g", lineterminator="\n")
+    write_scores(DATA / "scores" / model / f"{input_name}.csv", pd.concat(scores))
     with atomic_path(METRICS / "training" / f"{model}.{input_name}.csv") as tmp:
         pd.concat(histories).to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
@@ -152,7 +150,7 @@ def _fit_and_score(job: ConditionJob, in_worker: bool = False) -> pd.DataFrame:
         detector = job.detector_cls(job.settings, **job.options)
         detector.fit(job.train, job.load, job.work)
         result = detector.score(job.test, job.load)
-    return job.test[SCORE_COLUMNS].reset_index(drop=True).merge(result, on="clip_id", validate="1:1")
+    return score_table(job.test, result)
 
 
 def _work_root(model: str, input_name: str, manifest: pd.DataFrame, detector_params: object,
