@@ -1,7 +1,10 @@
-"""The ``asd`` command: download and prepare corpora, compare two systems' scores.
+"""The ``asd`` command: download and prepare corpora, score recordings with a trained
+detector, compare two systems' scores.
 
     asd download <corpus> <target_dir> [--types ...] [--mirror BASE_URL] [--manifest FILE] ...
     asd prepare  <corpus> <corpus_dir> <manifest_out> [--types ...] [--path-base DIR] ...
+    asd score    <model_dir> <audio or folder> ... --machine-type T --machine-id ID --out FILE
+    asd score    <model_dir> --manifest FILE [--splits ...] [--conditions ...] --out FILE
     asd compare  <scores_a.csv> <scores_b.csv> [--column NAME] [--column-b NAME] ...
     asd compare  <a_run1.csv> <a_run2.csv> ... --vs <b_run1.csv> <b_run2.csv> ...
 
@@ -16,18 +19,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from asdlib.config import load_yaml, parse
 from asdlib.corpora import archives, audioset_music, dcase2020, mimii, noisex92
 from asdlib.corpora.archives import ArchiveError
 from asdlib.corpora.dcase_layout import CorpusLayoutError, scan_dcase_layout
 from asdlib.corpora.download import DownloadError, DownloadSettings
 from asdlib.fileio import atomic_path
-from asdlib.manifest import ManifestError, write_manifest
-from asdlib.metrics import read_scores
+from asdlib.manifest import ManifestError, read_manifest, write_manifest
+from asdlib.metrics import evaluate_scores, read_scores, write_scores
+from asdlib.mse import MseSettings
+from asdlib.parallel import ParallelSettings
 from asdlib.reporting import condition_order
 from asdlib.significance import BootstrapSettings, compare_runs, holm
 
@@ -62,9 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asd", description="Anomalous sound detection: corpus tools "
-                                                             "and score comparison.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,prepare,compare}")
+    parser = argparse.ArgumentParser(prog="asd", description="Anomalous sound detection: corpus tools, "
+                                                             "scoring with trained detectors and score "
+                                                             "comparison.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,prepare,score,compare}")
 
     d = sub.add_parser("download", help="download, verify and extract a corpus",
                        description="Download, verify (md5/size or pinned sha256) and extract a corpus. "
@@ -106,6 +114,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, metavar="DIR",
                    help="noisex92: where the 16 kHz WAVs go (default <corpus_dir>/16k)")
     p.set_defaults(run=_prepare)
+
+    s = sub.add_parser("score", help="score recordings with a trained detector",
+                       description="Score audio files, or the clips of a manifest, with a detector the "
+                                   "pipeline trained (a folder data/models/<model>/<input>/<condition>; "
+                                   "everything scoring needs is in its model files). Writes a score "
+                                   "table as the pipeline's data/scores/*.csv (higher = more anomalous), "
+                                   "which `asd compare` reads. A detector trained on MSE output "
+                                   "(<input> mse) needs --extract.")
+    s.add_argument("model_dir", type=Path)
+    s.add_argument("audio", type=Path, nargs="*", metavar="AUDIO",
+                   help="audio files or folders (every .wav / .flac under them) of one machine")
+    s.add_argument("--machine-type", metavar="TYPE", help="machine type of the AUDIO (as in training)")
+    s.add_argument("--machine-id", metavar="ID", help="machine ID of the AUDIO, e.g. id_00 (as in training)")
+    s.add_argument("--manifest", type=Path, metavar="FILE",
+                   help="score this manifest's clips instead (from `asd prepare`, or data/mix/manifest.csv)")
+    s.add_argument("--splits", nargs="+", metavar="SPLIT", help="manifest splits scored (default all)")
+    s.add_argument("--conditions", nargs="+", metavar="COND",
+                   help="manifest SNR conditions scored (default all; a mixture manifest has several)")
+    s.add_argument("--out", type=Path, required=True, metavar="FILE", help="score table CSV to write")
+    s.add_argument("--params", type=Path, metavar="FILE",
+                   help="the params.yaml the model was trained with: detector settings from its "
+                        "detectors.<model>, MSE settings from its mse.settings (default: the settings "
+                        "stored in the model files; --extract needs it)")
+    s.add_argument("--extract", action="store_true",
+                   help="run Mechanical Sound Extraction on each clip first, as the pipeline's mse stage")
+    s.add_argument("--snr-model", type=Path, metavar="FILE",
+                   help="with --extract: the SNR estimator (data/snr/model/model.pt) giving each clip's stop target")
+    s.add_argument("--snr-db", type=float, help="with --extract: one stop target in dB for every clip instead")
+    s.add_argument("--resample", action="store_true", help="convert audio at other sample rates to 16 kHz")
+    s.add_argument("--device", help="torch device (default: the model's training setting, auto)")
+    s.add_argument("--jobs", type=int, default=-1, help="processes for --extract (default -1: one per core)")
+    s.set_defaults(run=_score)
 
     c = sub.add_parser("compare", help="is one score table's mean AUC really above another's?",
                        description="Mean AUC of two systems scored on the same test clips (e.g. "
@@ -160,6 +200,62 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"{condition:<10} A: {' '.join(f'{v:.3f}' for v in row.runs_a)}   "
                   f"B: {' '.join(f'{v:.3f}' for v in row.runs_b)}")
     return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from asdlib import inference  # torch: loaded only by the command that needs it
+
+    rows = _rows_to_score(args)
+    params = load_yaml(args.params) if args.params is not None else None
+    extraction = None
+    if args.extract:
+        if params is None:
+            raise UsageError("score --extract: give --params, the params.yaml whose mse.settings the model's "
+                             "MSE input was made with")
+        if (args.snr_model is None) == (args.snr_db is None):
+            raise UsageError("score --extract: give one of --snr-model (the SNR estimator) and --snr-db")
+        mse = parse(MseSettings, (params.get("mse") or {}).get("settings"), f"{args.params}: mse.settings")
+        extraction = inference.Extraction(mse, args.snr_model, args.snr_db)
+    elif args.snr_model is not None or args.snr_db is not None:
+        raise UsageError("score: --snr-model and --snr-db only apply with --extract")
+    detectors = (params.get("detectors") or {}) if params is not None else None
+    name, detector = inference.load_detector(args.model_dir, detectors, args.device)
+    load = partial(inference.read_recording, resample=args.resample)
+    scores = inference.score_recordings(detector, rows, load, extraction, ParallelSettings(n_jobs=args.jobs))
+    table = inference.recording_table(rows, scores)
+    write_scores(args.out, table)
+    print(f"{name} ({args.model_dir}): {len(table)} clips scored -> {args.out}")
+    labelled = table[table["label"] != "unknown"]
+    if set(labelled["label"]) == {"normal", "anomaly"}:
+        for condition in condition_order(sorted(set(labelled["condition"]))):
+            overall = evaluate_scores(labelled[labelled["condition"] == condition])["overall"]
+            print(f"{condition}: mean AUC {overall['auc']:.3f}, pAUC {overall['pauc']:.3f} over the machine types")
+    return 0
+
+
+def _rows_to_score(args: argparse.Namespace) -> pd.DataFrame:
+    """The clips ``asd score`` was asked for: a manifest's (filtered) or the audio files'."""
+    from asdlib.inference import recording_rows
+
+    if args.manifest is not None:
+        if args.audio or args.machine_type or args.machine_id:
+            raise UsageError("score: give either --manifest or audio files with --machine-type/--machine-id")
+        rows = read_manifest(args.manifest)
+        if args.splits:
+            rows = rows[rows["split"].isin(args.splits)]
+        if args.conditions:
+            if "condition" not in rows:
+                raise UsageError(f"{args.manifest}: no condition column (not a mixture manifest)")
+            rows = rows[rows["condition"].isin(args.conditions)]
+        if rows.empty:
+            raise UsageError(f"{args.manifest}: no clip of splits {args.splits or 'any'} and conditions "
+                             f"{args.conditions or 'any'}")
+        return rows.reset_index(drop=True)
+    if not args.audio:
+        raise UsageError("score: give audio files or folders, or --manifest")
+    if not args.machine_type or not args.machine_id:
+        raise UsageError("score: audio files need --machine-type and --machine-id (the machine they are of)")
+    return recording_rows(args.audio, args.machine_type, args.machine_id)
 
 
 def _score_table(path: Path, column: str) -> tuple[pd.DataFrame, str, str]:

@@ -6,9 +6,12 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from pipeline_repo import copy_repo_with_cache, deep_update, reproduced_repo, sh
+
+from asdlib.metrics import read_scores
 
 
 pytestmark = pytest.mark.timeout(3600)  # one tiny full repro, shared by the session
@@ -74,3 +77,21 @@ def test_typo_in_params_fails_before_work(tiny_repo: Path):
     result = sh(["dvc", "repro"], tiny_repo, check=False)
     assert result.returncode != 0
     assert "evaluate.roc_pointz: unknown key" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("model, input_name", [("dense_ae", "raw"), ("stgram_mfn", "mse")])
+def test_asd_score_gives_the_pipelines_scores(tmp_path_factory, tmp_path: Path, model: str, input_name: str):
+    """`asd score` on a trained model folder and the mixture manifest reproduces the train
+    stage's scores; for an MSE-input model by extracting from the mixtures as the mse stage."""
+    repo = reproduced_repo(tmp_path_factory)  # read only
+    out = tmp_path / "scores.csv"
+    extract = ["--extract", "--snr-model", "data/snr/model/model.pt"] if input_name == "mse" else []
+    sh(["asd", "score", f"data/models/{model}/{input_name}/0dB", "--manifest", "data/mix/manifest.csv",
+        "--splits", "test", "--conditions", "0dB", "--params", "params.yaml", *extract, "--out", str(out)], repo)
+    ours = read_scores(out)
+    pipeline = read_scores(repo / "data" / "scores" / model / f"{input_name}.csv")
+    pipeline = pipeline[pipeline["condition"] == "0dB"].reset_index(drop=True)
+    assert list(ours.columns) == list(pipeline.columns)
+    # equal but for the last float bits (the stage scored with one thread per worker); the
+    # Mahalanobis score of a tiny training set magnifies them to ~1e-5
+    pd.testing.assert_frame_equal(ours, pipeline, check_exact=False, rtol=1e-4, check_dtype=False)

@@ -1,0 +1,200 @@
+"""`asd score` and asdlib.inference: trained detectors rebuilt from their model files
+score WAV files and manifests as the detector itself does, with MSE first when asked."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from asdlib.audio import write_wav
+from asdlib.cli import main
+from asdlib.config import to_dict
+from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
+from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSettings
+from asdlib.features import DCASE_BASELINE_LOGMEL, LogMelSettings, STGRAM_LOGMEL
+from asdlib.inference import Extraction, load_detector, read_recording, recording_rows, score_recordings
+from asdlib.manifest import write_manifest
+from asdlib.metrics import CLIP_COLUMNS, read_scores
+from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
+from asdlib.models.snr_blstm import SnrBlstmSettings
+from asdlib.models.stgram_mfn import STgramMFNSettings
+from asdlib.mse import MseSettings, extract
+from asdlib.snr_estimation import SnrEstimator, SnrEstimatorSettings
+from asdlib.training import TrainSettings, save_checkpoint
+
+SR = 16000
+N_MELS = 32
+TONES = {("fan", "id_00"): 440.0, ("fan", "id_02"): 1000.0, ("pump", "id_00"): 300.0}
+MSE = MseSettings(q_max=64, max_steps=4)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> pd.DataFrame:
+    """A manifest of WAVs: sines per machine ID (normal), noise (anomaly); 0.5 s each."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    t = np.arange(SR // 2) / SR
+    rows = []
+    for (machine_type, machine_id), freq in TONES.items():
+        for split, label, count in (("train", "normal", 6), ("test", "normal", 3), ("test", "anomaly", 3)):
+            for k in range(count):
+                clip_id = f"{machine_type}_{machine_id}_{split}_{label}_{k}"
+                x = (0.3 * np.sin(2 * np.pi * freq * t + rng.uniform(0, 6)) + 0.005 * rng.standard_normal(t.size)
+                     if label == "normal" else 0.3 * rng.standard_normal(t.size).clip(-3, 3))
+                path = root / machine_type / machine_id / split / f"{clip_id}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_wav(path, x)
+                rows.append(dict(clip_id=clip_id, path=str(path), dataset="toy", machine_type=machine_type,
+                                 machine_id=machine_id, split=split, label=label, channel=0))
+    return pd.DataFrame(rows)
+
+
+def _train() -> TrainSettings:
+    return TrainSettings(epochs=2, batch_size=8, lr=1e-3, device="cpu", val_fraction=0.2)
+
+
+def _dense(tmp: Path, train: pd.DataFrame) -> tuple[DenseAEDetector, Path]:
+    settings = DenseAEDetectorSettings(logmel=replace(DCASE_BASELINE_LOGMEL, n_mels=N_MELS), hidden=16,
+                                       bottleneck=4, train=_train())
+    detector = DenseAEDetector(settings)
+    detector.fit(train, read_recording, tmp / "dense")
+    return detector, tmp / "dense"
+
+
+def _stgram_settings() -> STgramMFNDetectorSettings:
+    return STgramMFNDetectorSettings(logmel=replace(STGRAM_LOGMEL, n_mels=N_MELS),
+                                     model=STgramMFNSettings(n_mels=N_MELS, blocks="mfn6"), train=_train(), knn_k=3)
+
+
+def _split(corpus: pd.DataFrame, split: str) -> pd.DataFrame:
+    return corpus[corpus["split"] == split].reset_index(drop=True)
+
+
+def test_wav_files_score_as_the_detector_does(corpus, tmp_path, capsys):
+    detector, model_dir = _dense(tmp_path, _split(corpus, "train"))
+    fan0 = corpus[(corpus["split"] == "test") & (corpus["machine_type"] == "fan") & (corpus["machine_id"] == "id_00")]
+    folder = Path(fan0["path"].iloc[0]).parent
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(model_dir), str(folder), "--machine-type", "fan", "--machine-id", "id_00",
+                 "--out", str(out)]) == 0
+    table = read_scores(out)
+    assert list(table.columns) == CLIP_COLUMNS + ["score"]
+    expected = detector.score(recording_rows([folder], "fan", "id_00"), read_recording)
+    assert table["clip_id"].tolist() == expected["clip_id"].tolist()  # every WAV of the folder, sorted
+    assert len(table) == 6 and set(table["label"]) == {"unknown"} and set(table["condition"]) == {"clean"}
+    np.testing.assert_allclose(table["score"], expected["score"], rtol=1e-6)
+    assert "6 clips scored" in capsys.readouterr().out
+
+
+def test_manifest_with_labels_reports_auc_and_params_give_the_scorer_options(corpus, tmp_path, capsys):
+    settings = _stgram_settings()
+    detector = STgramMFNDetector(settings)
+    detector.fit(_split(corpus, "train"), read_recording, tmp_path / "stgram")
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(corpus, manifest)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"detectors": {"stgram_mfn": to_dict(settings)}}))
+    expected = detector.score(_split(corpus, "test"), read_recording)
+
+    out = tmp_path / "with_params.csv"
+    assert main(["score", str(tmp_path / "stgram"), "--manifest", str(manifest), "--splits", "test",
+                 "--params", str(params), "--out", str(out)]) == 0
+    assert "clean: mean AUC" in capsys.readouterr().out
+    table = read_scores(out)
+    assert table["clip_id"].tolist() == expected["clip_id"].tolist()
+    for column in ("score_published", "score_mahalanobis", "score_knn"):
+        np.testing.assert_allclose(table[column], expected[column], rtol=1e-5)
+
+    # without params the model file's settings: front end and model, default scorer options (k 1, not 3)
+    _, restored = load_detector(tmp_path / "stgram")
+    assert restored.settings.config() == settings.config() and restored.settings.knn_k == 1
+    alone = score_recordings(restored, _split(corpus, "test"), read_recording)
+    np.testing.assert_allclose(alone["score_published"], expected["score_published"], rtol=1e-5)
+    assert not np.allclose(alone["score_knn"], expected["score_knn"])
+
+
+def test_extraction_first_as_the_mse_stage(corpus, tmp_path):
+    train, test = _split(corpus, "train"), _split(corpus, "test")
+    detector, _ = _dense(tmp_path, train)
+    fixed = score_recordings(detector, test, read_recording, Extraction(MSE, snr_db=3.0), chunk=7)
+    extracted = {row["clip_id"]: extract(read_recording(row), 3.0, MSE).signal.astype(np.float32)
+                 for _, row in test.iterrows()}
+    expected = detector.score(test, lambda row: extracted[row["clip_id"]])
+    pd.testing.assert_frame_equal(fixed, expected)
+    assert not np.allclose(fixed["score"], detector.score(test, read_recording)["score"])
+
+    estimator = SnrEstimator(SnrEstimatorSettings(logmel=LogMelSettings(n_mels=16),
+                                                  model=SnrBlstmSettings(n_mels=16, hidden=8)))
+    estimator.save(tmp_path / "snr.pt")
+    estimated = score_recordings(detector, test, read_recording, Extraction(MSE, estimator=tmp_path / "snr.pt"))
+    targets = np.round(estimator.predict([read_recording(row) for _, row in test.iterrows()]), 4)
+    by_estimate = {row["clip_id"]: extract(read_recording(row), float(target), MSE).signal.astype(np.float32)
+                   for (_, row), target in zip(test.iterrows(), targets)}
+    pd.testing.assert_frame_equal(estimated, detector.score(test, lambda row: by_estimate[row["clip_id"]]))
+
+
+def test_cli_extraction_needs_its_settings(corpus, tmp_path, capsys):
+    _, model_dir = _dense(tmp_path, _split(corpus, "train"))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"mse": {"settings": to_dict(MSE)}}))
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(corpus, manifest)
+    out = tmp_path / "scores.csv"
+    base = ["score", str(model_dir), "--manifest", str(manifest), "--splits", "test", "--out", str(out)]
+    assert main(base + ["--extract", "--snr-db", "3"]) == 2
+    assert "give --params" in capsys.readouterr().err
+    assert main(base + ["--extract", "--params", str(params)]) == 2
+    assert "one of --snr-model" in capsys.readouterr().err
+    assert main(base + ["--snr-db", "3"]) == 2
+    assert "only apply with --extract" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(base + ["--extract", "--params", str(params), "--snr-db", "3", "--jobs", "1"]) == 0
+    assert len(read_scores(out)) == 18
+
+
+def test_bad_input_names_what_is_wrong(corpus, tmp_path, capsys):
+    stgram = STgramMFNDetector(_stgram_settings())
+    stgram.fit(_split(corpus, "train").query("machine_type == 'fan'"), read_recording, tmp_path / "fan_only")
+    pump = corpus[(corpus["machine_type"] == "pump") & (corpus["split"] == "test")]
+    out = tmp_path / "scores.csv"
+
+    def fails(*argv: str) -> str:
+        assert main(["score", *argv, "--out", str(out)]) == 2
+        return capsys.readouterr().err
+
+    clip = [pump["path"].iloc[0], "--machine-type", "pump", "--machine-id", "id_00"]
+    assert "class pump/id_00 was absent in training" in fails(str(tmp_path / "fan_only"), *clip)
+    (tmp_path / "empty").mkdir()
+    assert "no trained model" in fails(str(tmp_path / "empty"), *clip)
+    assert f"give the folder of {tmp_path / 'fan_only' / 'model.pt'}" in fails(str(tmp_path), *clip)
+    _dense(tmp_path, _split(corpus, "train"))
+    assert f"give the folder above ({tmp_path / 'dense'})" in fails(str(tmp_path / "dense" / "fan"), *clip)
+    SnrEstimator(SnrEstimatorSettings(logmel=LogMelSettings(n_mels=16), model=SnrBlstmSettings(n_mels=16, hidden=8))
+                 ).save(tmp_path / "snr" / "model.pt")
+    assert "not a detector" in fails(str(tmp_path / "snr"), *clip)
+    pretrained = ConformerAE.from_settings(ConformerAESettings(input_dim=N_MELS, embed_dim=4, widths=(8,), n_heads=2))
+    save_checkpoint(tmp_path / "pretrained" / "model.pt", pretrained, extra={"role": "pretrained"})
+    assert "pre-trained weights, not a fine-tuned detector" in fails(str(tmp_path / "pretrained"), *clip)
+    assert "need --machine-type" in fails(str(tmp_path / "fan_only"), pump["path"].iloc[0])
+    assert "id_00" in fails(str(tmp_path / "fan_only"), pump["path"].iloc[0], "--machine-type", "fan",
+                            "--machine-id", "7")
+    assert "named id_00, but the machine ID given is id_02" in fails(
+        str(tmp_path / "fan_only"), str(Path(pump["path"].iloc[0]).parent), "--machine-type", "pump",
+        "--machine-id", "id_02")
+    missing = tmp_path / "nowhere.wav"
+    assert f"{missing}: no such file" in fails(str(tmp_path / "fan_only"), str(missing), "--machine-type", "fan",
+                                               "--machine-id", "id_00")
+    at_8k = tmp_path / "8k.wav"
+    write_wav(at_8k, np.zeros(3000), sample_rate=8000)
+    assert f"{at_8k}: sample rate 8000 Hz" in fails(str(tmp_path / "fan_only"), str(at_8k), "--machine-type", "fan",
+                                                    "--machine-id", "id_00")
+    assert "6000 samples, but the model was trained on clips of 8000" in fails(str(tmp_path / "fan_only"), str(at_8k), "--resample",
+                                               "--machine-type", "fan", "--machine-id", "id_00")
+    assert not out.exists()
