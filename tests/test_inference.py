@@ -183,8 +183,8 @@ def test_bad_input_names_what_is_wrong(corpus, tmp_path, capsys):
     save_checkpoint(tmp_path / "pretrained" / "model.pt", pretrained, extra={"role": "pretrained"})
     assert "pre-trained weights, not a fine-tuned detector" in fails(str(tmp_path / "pretrained"), *clip)
     assert "need --machine-type" in fails(str(tmp_path / "fan_only"), pump["path"].iloc[0])
-    assert "id_00" in fails(str(tmp_path / "fan_only"), pump["path"].iloc[0], "--machine-type", "fan",
-                            "--machine-id", "7")
+    assert "machine ID '7': write it as the manifests do" in fails(
+        str(tmp_path / "fan_only"), pump["path"].iloc[0], "--machine-type", "fan", "--machine-id", "7")
     assert "named id_00, but the machine ID given is id_02" in fails(
         str(tmp_path / "fan_only"), str(Path(pump["path"].iloc[0]).parent), "--machine-type", "pump",
         "--machine-id", "id_02")
@@ -195,6 +195,6 @@ def test_bad_input_names_what_is_wrong(corpus, tmp_path, capsys):
     write_wav(at_8k, np.zeros(3000), sample_rate=8000)
     assert f"{at_8k}: sample rate 8000 Hz" in fails(str(tmp_path / "fan_only"), str(at_8k), "--machine-type", "fan",
                                                     "--machine-id", "id_00")
-    assert "6000 samples, but the model was trained on clips of 8000" in fails(str(tmp_path / "fan_only"), str(at_8k), "--resample",
-                                               "--machine-type", "fan", "--machine-id", "id_00")
+    assert "6000 samples, but the model was trained on clips of 8000" in fails(
+        str(tmp_path / "fan_only"), str(at_8k), "--resample", "--machine-type", "fan", "--machine-id", "id_00")
     assert not out.exists()
