@@ -34,6 +34,7 @@ README, *Comparing experiments*).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def main() -> None:
                     table = args.out / f"{name}.{input_name}.{condition}.seed{seed}.csv"
                     if table.exists():
                         continue
-                    settings = json.loads(json.dumps(detectors.get(model, {})))
+                    settings = copy.deepcopy(detectors.get(model, {}))
                     settings.setdefault("train", {})["seed"] = seed
                     options = ["--repo", str(args.repo), "--scores-out", str(table.resolve())]
                     if args.pretrain:
