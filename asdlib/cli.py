@@ -226,10 +226,14 @@ def _score(args: argparse.Namespace) -> int:
     write_scores(args.out, table)
     print(f"{name} ({args.model_dir}): {len(table)} clips scored -> {args.out}")
     labelled = table[table["label"] != "unknown"]
-    if set(labelled["label"]) == {"normal", "anomaly"}:
-        for condition in condition_order(sorted(set(labelled["condition"]))):
-            overall = evaluate_scores(labelled[labelled["condition"] == condition])["overall"]
-            print(f"{condition}: mean AUC {overall['auc']:.3f}, pAUC {overall['pauc']:.3f} over the machine types")
+    if labelled.empty:
+        return 0
+    if labelled.groupby(["condition", "machine_type", "machine_id"])["label"].nunique().lt(2).any():
+        print("no AUC: a machine ID lacks normal or anomalous clips")
+        return 0
+    for condition in condition_order(sorted(set(labelled["condition"]))):
+        overall = evaluate_scores(labelled[labelled["condition"] == condition])["overall"]
+        print(f"{condition}: mean AUC {overall['auc']:.3f}, pAUC {overall['pauc']:.3f} over the machine types")
     return 0
 
 

@@ -112,6 +112,12 @@ def test_manifest_with_labels_reports_auc_and_params_give_the_scorer_options(cor
     for column in ("score_published", "score_mahalanobis", "score_knn"):
         np.testing.assert_allclose(table[column], expected[column], rtol=1e-5)
 
+    normals = tmp_path / "normals.csv"
+    write_manifest(corpus[~((corpus["machine_type"] == "pump") & (corpus["label"] == "anomaly"))], normals)
+    assert main(["score", str(tmp_path / "stgram"), "--manifest", str(normals), "--splits", "test",
+                 "--out", str(tmp_path / "normals_scores.csv")]) == 0
+    assert "no AUC: a machine ID lacks normal or anomalous clips" in capsys.readouterr().out
+
     # without params the model file's settings: front end and model, default scorer options (k 1, not 3)
     _, restored = load_detector(tmp_path / "stgram")
     assert restored.settings.config() == settings.config() and restored.settings.knn_k == 1
