@@ -144,7 +144,7 @@ def recording_rows(paths: Sequence[str | Path], machine_type: str, machine_id: s
     another ``id_XX`` than ``machine_id`` is an error."""
     if not machine_type or "/" in machine_type:
         raise ValueError(f"machine type {machine_type!r}: give a name without '/'")
-    if not pd.Series([machine_id]).str.fullmatch(r"id_\d+").iloc[0]:
+    if not re.fullmatch(r"id_\d+", machine_id):
         raise ValueError(f"machine ID {machine_id!r}: write it as the manifests do, e.g. id_00")
     files: list[Path] = []
     for path in map(Path, paths):
