@@ -6,7 +6,7 @@ with, and the normalisation or the training embeddings. :func:`load_detector`
 rebuilds the detector from those files alone. A detector trained on MSE output
 must be given MSE output: with an :class:`Extraction`, :func:`score_recordings`
 first does to each clip what the pipeline's ``snr_predict`` and ``mse`` stages do
-(the BLSTM's SNR estimate, rounded as ``snr_predict`` stores it, or one fixed
+(the BLSTM's SNR estimate at the precision ``snr_predict`` stores, or one fixed
 target; then :func:`asdlib.mse.extract`), so the pipeline's own test clips get the
 pipeline's scores.
 """
@@ -30,12 +30,11 @@ from asdlib.manifest import read_clip
 from asdlib.metrics import CLIP_COLUMNS, score_table
 from asdlib.mse import MseSettings, extract
 from asdlib.parallel import ParallelSettings, parallel_map
-from asdlib.snr_estimation import SnrEstimator
+from asdlib.snr_estimation import SnrEstimator, stored_estimates
 from asdlib.store import read_row
 from asdlib.training import read_checkpoint
 
 CHUNK = 256  # clips read (and extracted) at a time: memory stays bounded
-SNR_DECIMALS = 4  # as stages/snr_predict.py writes the estimates the mse stage reads
 DETECTOR_OF_MODEL = {  # checkpoint model_class -> detector name
     "asdlib.models.dense_ae.DenseAE": "dense_ae",
     "asdlib.models.conformer_ae.ConformerAE": "conformer_ae",
@@ -114,8 +113,8 @@ def score_recordings(detector: Detector, rows: pd.DataFrame, load: LoadFn, extra
         part = rows.iloc[start:start + chunk]
         waves = [load_clip(row, load) for _, row in part.iterrows()]
         if extraction is not None:
-            targets = (np.round(estimator.predict(waves), SNR_DECIMALS) if estimator is not None
-                       else np.full(len(waves), float(extraction.snr_db)))
+            targets = (stored_estimates(estimator.predict(waves)) if estimator is not None
+                       else [float(extraction.snr_db)] * len(waves))
             jobs = [(wave, float(target), str(clip_id)) for wave, target, clip_id in zip(waves, targets, part["clip_id"])]
             waves = list(parallel_map(partial(_extracted, settings=extraction.settings), jobs, parallel,
                                       desc="MSE", total=len(jobs)))

@@ -44,6 +44,7 @@ from asdlib.training import (CheckpointError, FitResult, TrainSettings, fit, loa
 FEATURE_SCALE = 20.0  # dB; brings normalised log-mel values near unit range
 VAL_NOISE_FRACTION = 0.2  # tail of every noise reserved for validation mixtures
 _ROLE = "snr_estimator"
+ESTIMATE_DECIMALS = 4  # precision of the stored estimates (the stop targets of MSE)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,12 @@ class SnrEstimator:
         estimator = cls(settings)
         load_weights(path, estimator.model)  # CheckpointError naming the file on any shape mismatch
         return estimator
+
+
+def stored_estimates(estimates: Sequence[float]) -> list[float]:
+    """Estimates at the precision the pipeline stores and MSE stops at (``round``, so
+    every reader of the same estimate gets the same target)."""
+    return [round(float(e), ESTIMATE_DECIMALS) for e in estimates]
 
 
 def make_examples(clips: Sequence[np.ndarray], bank: Mapping[str, np.ndarray], count: int, seed: int,

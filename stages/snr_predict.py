@@ -11,7 +11,7 @@ import pandas as pd
 
 from asdlib.fileio import atomic_path, write_json
 from asdlib.manifest import read_manifest
-from asdlib.snr_estimation import SnrEstimator, plot_snr_scatter, snr_report
+from asdlib.snr_estimation import SnrEstimator, plot_snr_scatter, snr_report, stored_estimates
 from asdlib.store import read_row
 
 from stages.common import DATA, METRICS, run
@@ -27,7 +27,7 @@ def main() -> None:
         part = mixtures.iloc[start:start + CHUNK]
         estimates.extend(estimator.predict([read_row(row) for _, row in part.iterrows()]))
     table = mixtures[["clip_id", "split", "condition", "machine_type", "snr_db"]].assign(
-        snr_est_db=[round(float(e), 4) for e in estimates])
+        snr_est_db=stored_estimates(estimates))
     with atomic_path(DATA / "snr" / "estimates.csv") as tmp:
         table[["clip_id", "snr_est_db"]].to_csv(tmp, index=False, lineterminator="\n")
     test = table[(table["split"] == "test") & table["snr_db"].notna()]
