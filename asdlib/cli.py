@@ -21,7 +21,7 @@ import os
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pandas as pd
 
@@ -30,9 +30,10 @@ from asdlib.corpora import archives, audioset_music, dcase2020, mimii, noisex92
 from asdlib.corpora.archives import ArchiveError
 from asdlib.corpora.dcase_layout import CorpusLayoutError, scan_dcase_layout
 from asdlib.corpora.download import DownloadError, DownloadSettings
+from asdlib.decisions import DecisionSettings, decision_metrics
 from asdlib.fileio import atomic_path
 from asdlib.manifest import ManifestError, read_manifest, write_manifest
-from asdlib.metrics import evaluate_scores, read_scores, write_scores
+from asdlib.metrics import NORMAL_SCORES_FILE, evaluate_scores, read_scores, write_scores
 from asdlib.mse import MseSettings
 from asdlib.parallel import ParallelSettings
 from asdlib.reporting import condition_order
@@ -145,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--resample", action="store_true", help="convert audio at other sample rates to 16 kHz")
     s.add_argument("--device", help="torch device (default: the model's training setting, auto)")
     s.add_argument("--jobs", type=int, default=-1, help="processes for --extract (default -1: one per core)")
+    s.add_argument("--quantile", type=float, metavar="Q",
+                   help="decision threshold: this quantile of a gamma fit to each machine ID's training "
+                        "normals' scores (default: --params' evaluate.decision.quantile, else 0.9)")
     s.set_defaults(run=_score)
 
     c = sub.add_parser("compare", help="is one score table's mean AUC really above another's?",
@@ -223,8 +227,20 @@ def _score(args: argparse.Namespace) -> int:
     load = partial(inference.read_recording, resample=args.resample)
     scores = inference.score_recordings(detector, rows, load, extraction, ParallelSettings(n_jobs=args.jobs))
     table = inference.recording_table(rows, scores)
+    quantile = _decision_quantile(args, params)
+    flags = inference.decisions(args.model_dir, table, quantile)
+    if flags is not None:
+        table = table.join(flags)
     write_scores(args.out, table)
     print(f"{name} ({args.model_dir}): {len(table)} clips scored -> {args.out}")
+    if flags is None:
+        print(f"no decisions: {args.model_dir} has no {NORMAL_SCORES_FILE} (trained before thresholds were kept)")
+    else:
+        decided = flags["decision"].notna()
+        print(f"{int(flags['decision'].sum())} of {int(decided.sum())} clips flagged anomalous (threshold: the "
+              f"{quantile:g} quantile of a gamma fit to each machine ID's training normals' scores)")
+        if not decided.all():
+            print(f"{int((~decided).sum())} clips without a decision: their machine ID had no training clips")
     labelled = table[table["label"] != "unknown"]
     if labelled.empty:
         return 0
@@ -232,9 +248,22 @@ def _score(args: argparse.Namespace) -> int:
         print("no AUC: a machine ID lacks normal or anomalous clips")
         return 0
     for condition in condition_order(sorted(set(labelled["condition"]))):
-        overall = evaluate_scores(labelled[labelled["condition"] == condition])["overall"]
-        print(f"{condition}: mean AUC {overall['auc']:.3f}, pAUC {overall['pauc']:.3f} over the machine types")
+        rows_of = labelled[labelled["condition"] == condition]
+        overall = evaluate_scores(rows_of)["overall"]
+        line = f"{condition}: mean AUC {overall['auc']:.3f}, pAUC {overall['pauc']:.3f}"
+        if flags is not None and rows_of["decision"].notna().all():
+            thresholds = {(str(r.machine_type), str(r.machine_id)): float(r.threshold) for r in rows_of.itertuples()}
+            line += f", F1 {decision_metrics(rows_of, 'score', thresholds)['overall']['f1']:.3f}"
+        print(line + " over the machine types")
     return 0
+
+
+def _decision_quantile(args: argparse.Namespace, params: Optional[dict]) -> float:
+    """--quantile, else the params file's evaluate.decision.quantile, else the default rule's."""
+    if args.quantile is not None:
+        return DecisionSettings(quantile=args.quantile).quantile
+    section = ((params or {}).get("evaluate") or {}).get("decision")
+    return parse(DecisionSettings, section, f"{args.params}: evaluate.decision").quantile
 
 
 def _rows_to_score(args: argparse.Namespace) -> pd.DataFrame:

@@ -27,7 +27,8 @@ from asdlib.datasets import LoadFn, load_clip
 from asdlib.detectors.common import MODEL_FILE, Detector, DetectorError
 from asdlib.detectors.registry import DETECTORS
 from asdlib.manifest import read_clip
-from asdlib.metrics import CLIP_COLUMNS, score_table
+from asdlib.decisions import decide, fit_thresholds
+from asdlib.metrics import CLIP_COLUMNS, NORMAL_SCORES_FILE, read_scores, score_table
 from asdlib.mse import MseSettings, extract
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.snr_estimation import SnrEstimator, stored_estimates
@@ -176,3 +177,25 @@ def recording_table(rows: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
         if column not in filled:
             filled[column] = value
     return score_table(filled[CLIP_COLUMNS], scores)
+
+
+def decisions(model_dir: str | Path, table: pd.DataFrame, quantile: float) -> Optional[pd.DataFrame]:
+    """Columns threshold and decision (1 = anomalous) for a score table's ``score``, by
+    the evaluate stage's rule (:mod:`asdlib.decisions`) on the training normals' scores
+    in ``model_dir``; None for a folder without them. A clip of a machine ID absent in
+    training (an autoencoder scores any ID of its type) gets neither."""
+    path = Path(model_dir) / NORMAL_SCORES_FILE
+    if not path.is_file():
+        return None
+    thresholds = fit_thresholds(read_scores(path), "score", quantile)
+    keys = pd.Series(list(zip(table["machine_type"].astype(str), table["machine_id"].astype(str))),
+                     index=table.index)
+    known = keys.isin(list(thresholds))
+    out = pd.DataFrame({"threshold": np.nan, "decision": pd.array([pd.NA] * len(table), dtype="Int64")},
+                       index=table.index)
+    if known.any():
+        decided = decide(table[known], "score", thresholds)
+        out.loc[known, "threshold"] = decided["threshold"]
+        out.loc[known, "decision"] = decided["decision"].astype("Int64")
+    return out
+

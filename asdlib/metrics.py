@@ -29,6 +29,7 @@ class MetricsError(ValueError):
     """Scores cannot be evaluated; the message names the machine type / ID at fault."""
 
 
+NORMAL_SCORES_FILE = "normal_scores.csv"  # a model folder's score table of its training normals
 CLIP_COLUMNS = ["clip_id", "source_clip_id", "machine_type", "machine_id", "split", "label",
                 "condition", "snr_db"]  # a score table's columns before its scores
 

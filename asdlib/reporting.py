@@ -87,6 +87,33 @@ def summary_markdown(metrics: dict[str, Any], after_overall: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def decisions_markdown(decisions: dict[str, Any], quantile: float) -> str:
+    """Markdown: mean precision / recall / F1 / false-alarm rate of thresholded scores per
+    model x input x condition."""
+    lines = ["## Decisions", "",
+             f"A clip is flagged when its score exceeds its machine ID's threshold: the {quantile:g} "
+             "quantile of a gamma distribution fitted to the scores of the ID's normal training clips "
+             "(the DCASE 2021-2024 baselines' rule). Mean over machine types of the per-ID precision / "
+             "recall / F1 of the anomalous class and false-alarm rate (share of normal clips flagged; "
+             f"about {1 - quantile:.2g} where test normals score like the training ones, more where the "
+             "detector scores its own training clips lower than new normal ones). "
+             "`metrics/decisions.json` has every ID and threshold.", ""]
+    conditions = condition_order(sorted({c for by_input in decisions.values()
+                                         for by_cond in by_input.values() for c in by_cond}))
+    lines.append("| model | input | " + " | ".join(conditions) + " |")
+    lines.append("|---|---|" + "---|" * len(conditions))
+    for model, by_input in sorted(decisions.items()):
+        for input_name, by_cond in sorted(by_input.items()):
+            cells = [_decision_cell(by_cond[c]["overall"]) if c in by_cond else "" for c in conditions]
+            lines.append(f"| {model} | {input_name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _decision_cell(values: dict[str, float]) -> str:
+    return (f"{values['precision']:.2f} / {values['recall']:.2f} / {values['f1']:.2f} / "
+            f"{values['false_alarm']:.2f}")
+
+
 def _pair(values: dict[str, float]) -> str:
     return f"{values['auc']:.3f} / {values['pauc']:.3f}"
 

@@ -14,10 +14,16 @@ training normals of each class and score a clip against its own class only:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 from sklearn.covariance import LedoitWolf, ShrunkCovariance
+
+
+class EmbeddingScorer(Protocol):
+    def fit(self, embeddings: np.ndarray, classes: Sequence[str]) -> "EmbeddingScorer": ...
+
+    def score(self, embeddings: np.ndarray, classes: Sequence[str]) -> np.ndarray: ...
 
 
 class UnknownClassError(ValueError):
@@ -102,6 +108,30 @@ class KNNScorer:
             k = min(self.k, len(distances))
             out[i] = float(np.mean(np.partition(distances, k - 1)[:k]))
         return out
+
+
+def cross_fitted_scores(new_scorer: Callable[[], EmbeddingScorer], embeddings: np.ndarray,
+                        classes: Sequence[str], folds: int = 5) -> np.ndarray:
+    """Each training embedding's score by a scorer fitted to the other folds of its class.
+
+    What an unseen normal clip would score, unlike the scorer's own training points
+    (the kNN distance of a point to itself is 0): the data of a decision threshold.
+    A class's clips are dealt into ``folds`` folds in turn (one clip each when it has
+    fewer), so the result does not depend on chance.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(classes)
+    out = np.empty(len(labels))
+    for label in sorted(set(labels.tolist())):
+        members = np.flatnonzero(labels == label)
+        fold_of = np.arange(len(members)) % min(folds, len(members))
+        for fold in np.unique(fold_of):
+            held, kept = members[fold_of == fold], members[fold_of != fold]
+            scorer = new_scorer().fit(embeddings[kept], [label] * len(kept))
+            out[held] = scorer.score(embeddings[held], [label] * len(held))
+    return out
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@
 Reads data/scores/<model>/<input>.csv (one row per test clip and condition;
 ``score`` is the model's published score, ``score_<name>`` extra scorers) and writes
 metrics/asd.json ({model: {input: {condition: {type: {id_XX: {auc, pauc}, mean}, overall}}}}),
-metrics/summary.md, metrics/comparisons.json (bootstrap intervals of every mean AUC, of
+metrics/decisions.json (precision, recall and F1 of thresholded scores, the same nesting;
+thresholds from data/models/<model>/<input>/<condition>/normal_scores.csv, see
+asdlib.decisions), metrics/summary.md, metrics/comparisons.json (bootstrap intervals of every mean AUC, of
 MSE minus raw per model and of every system minus the dense AE on raw audio; see
 asdlib.significance), ROC tables for DVC plots, an AUC-vs-SNR table, and PNG figures.
 """
@@ -15,16 +17,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from asdlib.decisions import DecisionSettings, decision_metrics, fit_thresholds
 from asdlib.fileio import atomic_path, write_json, write_text
-from asdlib.metrics import evaluate_scores, read_scores, roc_points
+from asdlib.metrics import NORMAL_SCORES_FILE, evaluate_scores, read_scores, roc_points
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.plots import plot_auc_vs_snr, plot_roc, plot_score_histograms
-from asdlib.reporting import auc_vs_snr_table, condition_snr, reported_scores, summary_markdown
+from asdlib.reporting import (auc_vs_snr_table, condition_snr, decisions_markdown, reported_scores,
+                              summary_markdown)
 from asdlib.significance import BootstrapSettings, comparison_keys, compare_systems, significance_markdown
 
 from stages.common import DATA, METRICS, params_section, run
 
 SCORES = DATA / "scores"
+MODELS = DATA / "models"  # <model>/<input>/<condition>/normal_scores.csv: thresholds' data
 BASELINE = ("dense_ae", "raw")  # drawn in every panel of the AUC-vs-SNR plot, and compared against
 PAIRED_INPUTS = ("mse", "raw")  # each model's MSE input is compared with its raw one
 
@@ -34,11 +39,13 @@ class EvaluateParams:
     """extra_scores: also report the extra scorers (score_<name> columns) as models
     named <model>_<name>, except the one that is the model's own score. roc_points:
     FPR grid size of the ROC tables. bootstrap: redraws of the test clips for the
-    intervals of metrics/comparisons.json."""
+    intervals of metrics/comparisons.json. decision: the threshold rule of
+    metrics/decisions.json (asdlib.decisions)."""
 
     extra_scores: bool = True
     roc_points: int = 101
     bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
 
     def __post_init__(self) -> None:
         if self.roc_points < 2:
@@ -48,6 +55,7 @@ class EvaluateParams:
 def main() -> None:
     cfg = params_section("evaluate", EvaluateParams)
     metrics: dict = {}
+    decisions: dict = {}
     tidy, figures, systems = [], [], {}
     for path in sorted(SCORES.glob("*/*.csv")):
         model, input_name = path.parent.name, path.stem
@@ -57,6 +65,10 @@ def main() -> None:
             for condition, rows in scores.groupby("condition", sort=False):
                 result = evaluate_scores(rows, column)
                 metrics.setdefault(name, {}).setdefault(input_name, {})[condition] = result
+                normals = _normal_scores(model, input_name, condition)
+                thresholds = fit_thresholds(normals, column, cfg.decision.quantile)
+                decisions.setdefault(name, {}).setdefault(input_name, {})[condition] = \
+                    decision_metrics(rows, column, thresholds)
                 tidy.append({"model": name, "input": input_name, "condition": condition,
                              "snr_db": condition_snr(condition), "auc": result["overall"]["auc"],
                              "pauc": result["overall"]["pauc"]})
@@ -73,7 +85,9 @@ def main() -> None:
         cfg.bootstrap.resamples, cfg.bootstrap.confidence)
     write_json(METRICS / "asd.json", metrics)
     write_json(METRICS / "comparisons.json", comparisons)
-    write_text(METRICS / "summary.md", summary_markdown(metrics, after_overall=significance))
+    write_json(METRICS / "decisions.json", decisions)
+    write_text(METRICS / "summary.md", summary_markdown(
+        metrics, after_overall=significance + "\n" + decisions_markdown(decisions, cfg.decision.quantile)))
     table = pd.DataFrame(tidy)
     intervals = comparisons["auc"]
     table["auc_low"] = [intervals[r.model][r.input][r.condition]["low"] for r in table.itertuples()]
@@ -88,6 +102,14 @@ def main() -> None:
                           desc="figures", total=len(figures)):
         pass
     print((METRICS / "summary.md").read_text())
+
+
+def _normal_scores(model: str, input_name: str, condition: str) -> pd.DataFrame:
+    """The training normals' scores the train stage wrote next to a condition's models."""
+    path = MODELS / model / input_name / condition / NORMAL_SCORES_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (the train stage writes it with the models; run it again)")
+    return read_scores(path)
 
 
 def _write_roc_table(rows: pd.DataFrame, column: str, cfg: EvaluateParams, stem: str) -> None:

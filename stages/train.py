@@ -7,9 +7,10 @@ detector, so editing one detector's code re-runs that detector's training alone.
 Usage: python -m stages.train_<model> <input>   (raw = the mixtures, mse = MSE output)
 
 Checkpoints live in data/.work/train/ so an interrupted run resumes; the stage's
-outputs are the selected model files (data/models/<model>/<input>/<condition>/...),
-the scores table data/scores/<model>/<input>.csv and the per-epoch training
-history metrics/training/<model>.<input>.csv (a DVC plot).
+outputs are the selected model files (data/models/<model>/<input>/<condition>/...)
+with the scores of their training normals (normal_scores.csv: evaluate and `asd score`
+set decision thresholds from it), the scores table data/scores/<model>/<input>.csv and
+the per-epoch training history metrics/training/<model>.<input>.csv (a DVC plot).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from asdlib.datasets import LoadFn
 from asdlib.detectors.common import Detector
 from asdlib.fileio import atomic_path
 from asdlib.manifest import read_manifest
-from asdlib.metrics import score_table, write_scores
+from asdlib.metrics import NORMAL_SCORES_FILE, score_table, write_scores
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.progress import bars_off
 from asdlib.store import file_digest, read_row
@@ -113,18 +114,28 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
             threads=threads))
     print(f"{model}/{input_name}: {len(jobs)} conditions, {workers} at a time, "
           f"{threads} thread{'s' if threads > 1 else ''} each")
-    scores = train_conditions(jobs, workers, desc=f"{model}/{input_name}")
+    results = train_conditions(jobs, workers, desc=f"{model}/{input_name}")
     histories = []
-    for condition, job in zip(cfg.conditions, jobs):
+    for condition, job, result in zip(cfg.conditions, jobs, results):
         histories += _histories(job.work, condition)
         _copy_models(job.work, models_out / condition)
-    write_scores(DATA / "scores" / model / f"{input_name}.csv", pd.concat(scores))
+        write_scores(models_out / condition / NORMAL_SCORES_FILE, result.normal)
+    write_scores(DATA / "scores" / model / f"{input_name}.csv", pd.concat([r.test for r in results]))
     with atomic_path(METRICS / "training" / f"{model}.{input_name}.csv") as tmp:
         pd.concat(histories).to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
-def train_conditions(jobs: list[ConditionJob], workers: int, desc: str = "") -> list[pd.DataFrame]:
-    """Each job's test scores (job order), ``workers`` jobs at a time in separate processes
+@dataclass(frozen=True)
+class ConditionScores:
+    """Score tables of one condition: its test clips, and its training normals (the
+    data of decision thresholds, written into the model folder)."""
+
+    test: pd.DataFrame
+    normal: pd.DataFrame
+
+
+def train_conditions(jobs: list[ConditionJob], workers: int, desc: str = "") -> list[ConditionScores]:
+    """Each job's scores (job order), ``workers`` jobs at a time in separate processes
     (in this one when 1). Only the parent writes the stage's outputs; a worker writes
     nothing but its own job's checkpoints. With one process, training draws its bars;
     with several, nothing draws bars (their lines would break into each other and into
@@ -135,7 +146,7 @@ def train_conditions(jobs: list[ConditionJob], workers: int, desc: str = "") -> 
                                  ParallelSettings(n_jobs=workers), desc=desc, total=len(jobs)))
 
 
-def _fit_and_score(job: ConditionJob, in_worker: bool = False) -> pd.DataFrame:
+def _fit_and_score(job: ConditionJob, in_worker: bool = False) -> ConditionScores:
     """Fit one condition's detector (checkpoints under ``job.work``) and score its test clips.
 
     ``in_worker``: this is one of several processes sharing the terminal. Their bars
@@ -150,7 +161,8 @@ def _fit_and_score(job: ConditionJob, in_worker: bool = False) -> pd.DataFrame:
         detector = job.detector_cls(job.settings, **job.options)
         detector.fit(job.train, job.load, job.work)
         result = detector.score(job.test, job.load)
-    return score_table(job.test, result)
+    return ConditionScores(test=score_table(job.test, result),
+                           normal=score_table(job.train, detector.training_scores()))
 
 
 def _work_root(model: str, input_name: str, manifest: pd.DataFrame, detector_params: object,

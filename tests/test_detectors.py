@@ -18,7 +18,7 @@ from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSett
 from asdlib.features import DCASE_BASELINE_LOGMEL, STGRAM_LOGMEL
 from asdlib.models.conformer_ae import ConformerAESettings
 from asdlib.models.stgram_mfn import STgramMFNSettings
-from asdlib.scoring import KNNScorer, MahalanobisScorer, UnknownClassError
+from asdlib.scoring import KNNScorer, MahalanobisScorer, UnknownClassError, cross_fitted_scores
 from asdlib.training import TrainSettings, read_checkpoint
 
 SR = 16000
@@ -83,11 +83,26 @@ def test_dense_ae_fits_scores_and_restores(tmp_path):
     assert np.isfinite(scores["score"]).all()
     assert _anomalies_score_higher(scores)
 
+    _training_scores_are_its_scores_of_the_training_clips(detector)
+
     restored = DenseAEDetector(settings)
     restored.restore(tmp_path)
     pd.testing.assert_frame_equal(restored.score(TEST, _load), scores)
+    with pytest.raises(DetectorError, match="no training scores"):
+        restored.training_scores()
     with pytest.raises(DetectorError, match="no dense_ae model for machine type valve"):
         detector.score(TEST.assign(machine_type="valve"), _load)
+
+
+def _training_scores_are_its_scores_of_the_training_clips(detector, columns=("score",)) -> pd.DataFrame:
+    """Every training clip (its validation share too) once, scored as :meth:`score` would."""
+    training = detector.training_scores()
+    assert sorted(training["clip_id"]) == sorted(TRAIN["clip_id"])
+    training = training.set_index("clip_id").loc[TRAIN["clip_id"]].reset_index()
+    again = detector.score(TRAIN, _load)
+    for column in columns:
+        np.testing.assert_allclose(training[column], again[column], rtol=1e-5)
+    return training
 
 
 def test_dense_ae_refuses_test_rows_in_training(tmp_path):
@@ -119,6 +134,7 @@ def test_conformer_pretrain_then_finetune(tmp_path):
     scores = detector.score(TEST, _load)
     assert np.isfinite(scores["score"]).all()
     assert _anomalies_score_higher(scores)
+    _training_scores_are_its_scores_of_the_training_clips(detector)
 
     restored = ConformerAEDetector(_conformer_settings("pretrained"))
     restored.restore(tmp_path / "fine")
@@ -163,6 +179,13 @@ def test_stgram_mfn_scores_side_by_side_and_restores(tmp_path):
     assert (scores["score_published"] > 0).all()  # -log p with p < 1
     assert _anomalies_score_higher(scores, "score_mahalanobis")
     assert _anomalies_score_higher(scores, "score_knn")
+
+    # training clips: the network's score as for any clip; the embedding scores cross-fitted
+    training = _training_scores_are_its_scores_of_the_training_clips(detector, ["score_published"])
+    assert (training["score"] == training["score_mahalanobis"]).all()
+    in_sample = detector.score(TRAIN, _load)
+    assert (training["score_knn"] > in_sample["score_knn"]).all()  # a clip is not its own neighbour
+    assert (training["score_mahalanobis"] > in_sample["score_mahalanobis"]).all()
 
     restored = STgramMFNDetector(_stgram_settings(score="knn"))
     restored.restore(tmp_path)
@@ -214,6 +237,24 @@ def test_mahalanobis_and_knn_on_toy_embeddings():
         knn.score(a[:1], ["c"])
     with pytest.raises(ValueError, match="class c: 1 training embedding"):
         MahalanobisScorer().fit(train[:3], ["a", "a", "c"])
+
+
+def test_cross_fitted_scores_refit_without_the_clips_fold():
+    rng = np.random.default_rng(3)
+    embeddings = rng.standard_normal((16, 4))
+    classes = ["a"] * 6 + ["b"] * 10
+    held_out = cross_fitted_scores(lambda: KNNScorer(k=2), embeddings, classes, folds=5)
+    kept = [i for i in range(6, 16) if (i - 6) % 5 != 2]  # b's fold 2 is clips 8 and 13
+    expected = KNNScorer(k=2).fit(embeddings[kept], ["b"] * 8).score(embeddings[[8, 13]], ["b", "b"])
+    np.testing.assert_allclose(held_out[[8, 13]], expected)
+    assert np.all(held_out > KNNScorer(k=2).fit(embeddings, classes).score(embeddings, classes))
+    loo = cross_fitted_scores(lambda: KNNScorer(k=1), embeddings, classes, folds=16)  # one clip a fold
+    own = [i for i in range(6) if i != 4]
+    assert loo[4] == pytest.approx(KNNScorer(k=1).fit(embeddings[own], ["a"] * 5).score(embeddings[4:5], ["a"])[0])
+    mahalanobis = cross_fitted_scores(MahalanobisScorer, embeddings, classes)
+    assert np.all(np.isfinite(mahalanobis)) and mahalanobis.shape == (16,)
+    with pytest.raises(ValueError, match="folds"):
+        cross_fitted_scores(MahalanobisScorer, embeddings, classes, folds=1)
 
 
 def test_published_score_is_minus_log_softmax_and_keeps_ranking_where_float32_rounds_to_zero():

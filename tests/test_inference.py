@@ -17,9 +17,11 @@ from asdlib.config import to_dict
 from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
 from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSettings
 from asdlib.features import DCASE_BASELINE_LOGMEL, LogMelSettings, STGRAM_LOGMEL
-from asdlib.inference import Extraction, load_detector, read_recording, recording_rows, score_recordings
+from asdlib.inference import (Extraction, load_detector, read_recording, recording_rows, recording_table,
+                              score_recordings)
 from asdlib.manifest import write_manifest
-from asdlib.metrics import CLIP_COLUMNS, read_scores
+from asdlib.decisions import decide, fit_thresholds
+from asdlib.metrics import CLIP_COLUMNS, NORMAL_SCORES_FILE, read_scores, write_scores
 from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
 from asdlib.models.snr_blstm import SnrBlstmSettings
 from asdlib.models.stgram_mfn import STgramMFNSettings
@@ -91,6 +93,37 @@ def test_wav_files_score_as_the_detector_does(corpus, tmp_path, capsys):
     assert len(table) == 6 and set(table["label"]) == {"unknown"} and set(table["condition"]) == {"clean"}
     np.testing.assert_allclose(table["score"], expected["score"], rtol=1e-6)
     assert "6 clips scored" in capsys.readouterr().out
+
+
+def test_decisions_from_the_model_folders_training_normals(corpus, tmp_path, capsys):
+    train = _split(corpus, "train")
+    train = train[~((train["machine_type"] == "fan") & (train["machine_id"] == "id_02"))]
+    detector, model_dir = _dense(tmp_path, train)
+    write_scores(model_dir / NORMAL_SCORES_FILE, recording_table(train, detector.training_scores()))
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(corpus, manifest)
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(model_dir), "--manifest", str(manifest), "--splits", "test", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    table = read_scores(out)
+    assert list(table.columns) == CLIP_COLUMNS + ["score", "threshold", "decision"]
+    unseen = (table["machine_type"] == "fan") & (table["machine_id"] == "id_02")  # no training clips: no decision
+    assert table.loc[unseen, ["threshold", "decision"]].isna().all().all()
+    assert "6 clips without a decision" in printed and "no AUC" not in printed and "F1" not in printed
+    seen = table[~unseen]
+    thresholds = fit_thresholds(read_scores(model_dir / NORMAL_SCORES_FILE), "score", 0.9)
+    assert seen["decision"].tolist() == decide(seen, "score", thresholds)["decision"].tolist()
+    assert seen["decision"].sum() > 0
+    flagged = int(seen["decision"].sum())
+    assert f"{flagged} of {len(seen)} clips flagged anomalous" in printed
+
+    strict = tmp_path / "strict.csv"
+    assert main(["score", str(model_dir), "--manifest", str(manifest), "--splits", "test", "--quantile", "0.999",
+                 "--out", str(strict)]) == 0
+    assert (read_scores(strict).loc[~unseen, "threshold"] > seen["threshold"]).all()
+    assert main(["score", str(model_dir), "--manifest", str(manifest), "--quantile", "1.5",
+                 "--out", str(tmp_path / "bad.csv")]) == 2
+    assert "quantile must be in (0, 1)" in capsys.readouterr().err and not (tmp_path / "bad.csv").exists()
 
 
 def test_manifest_with_labels_reports_auc_and_params_give_the_scorer_options(corpus, tmp_path, capsys):

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from pipeline_repo import copy_repo_with_cache, deep_update, reproduced_repo, sh
 
+from asdlib.decisions import decide, fit_thresholds
 from asdlib.metrics import read_scores
 
 
@@ -49,6 +50,25 @@ def test_repro_writes_per_id_metrics(tiny_repo: Path):
     assert comparisons["auc"]["dense_ae"]["raw"]["0dB"]["value"] == pytest.approx(
         metrics["dense_ae"]["raw"]["0dB"]["overall"]["auc"], abs=1e-6)
     assert "## Are the differences real?" in (tiny_repo / "metrics" / "summary.md").read_text()
+
+
+def test_repro_writes_decisions_from_training_normals(tiny_repo: Path):
+    decisions = json.loads((tiny_repo / "metrics" / "decisions.json").read_text())
+    quantile = yaml.safe_load((tiny_repo / "params.yaml").read_text())["evaluate"]["decision"]["quantile"]
+    assert set(decisions) == set(json.loads((tiny_repo / "metrics" / "asd.json").read_text()))
+    for model, column in (("dense_ae", "score"), ("stgram_mfn", "score"), ("stgram_mfn_knn", "score_knn")):
+        for input_name in ("raw", "mse"):
+            for condition in ("clean", "0dB"):
+                folder = tiny_repo / "data" / "models" / model.removesuffix("_knn") / input_name / condition
+                normals = read_scores(folder / "normal_scores.csv")
+                assert set(normals["split"]) == {"train"} and set(normals["label"]) == {"normal"}
+                thresholds = fit_thresholds(normals, column, quantile)
+                result = decisions[model][input_name][condition]
+                for (machine_type, machine_id), threshold in thresholds.items():
+                    values = result[machine_type][machine_id]
+                    assert values["threshold"] == pytest.approx(threshold, rel=1e-6)
+                    assert 0 <= values["precision"] <= 1 and 0 <= values["f1"] <= 1
+    assert "## Decisions" in (tiny_repo / "metrics" / "summary.md").read_text()
 
 
 def test_second_repro_does_nothing(tiny_repo: Path):
@@ -91,6 +111,10 @@ def test_asd_score_gives_the_pipelines_scores(tmp_path_factory, tmp_path: Path, 
     ours = read_scores(out)
     pipeline = read_scores(repo / "data" / "scores" / model / f"{input_name}.csv")
     pipeline = pipeline[pipeline["condition"] == "0dB"].reset_index(drop=True)
+    thresholds = fit_thresholds(read_scores(repo / "data" / "models" / model / input_name / "0dB" /
+                                            "normal_scores.csv"), "score", 0.9)
+    assert ours["decision"].tolist() == decide(pipeline, "score", thresholds)["decision"].tolist()
+    ours = ours.drop(columns=["threshold", "decision"])
     assert list(ours.columns) == list(pipeline.columns)
     # equal but for the last float bits (the stage scored with one thread per worker); the
     # Mahalanobis score of a tiny training set magnifies them to ~1e-5

@@ -62,9 +62,10 @@ def test_parallel_conditions_give_the_sequential_results_in_order(tmp_path):
     rows = _rows()
     sequential = train_conditions(_jobs(tmp_path / "one", rows), workers=1)
     parallel = train_conditions(_jobs(tmp_path / "two", rows), workers=2)
-    assert [frame["condition"].unique().tolist() for frame in parallel] == [[c] for c in CONDITIONS]
+    assert [r.test["condition"].unique().tolist() for r in parallel] == [[c] for c in CONDITIONS]
     for one, two in zip(sequential, parallel):
-        pd.testing.assert_frame_equal(one, two, check_exact=True)
+        pd.testing.assert_frame_equal(one.test, two.test, check_exact=True)
+        pd.testing.assert_frame_equal(one.normal, two.normal, check_exact=True)
     for condition in CONDITIONS:
         one, two = (pd.read_csv(tmp_path / run / condition / "fan" / "history.csv").drop(columns="seconds")
                     for run in ("one", "two"))

@@ -34,7 +34,9 @@ class DetectorError(ValueError):
 
 
 class Detector(Protocol):
-    """The interface every detector implements."""
+    """The interface every detector implements. ``training_scores``: the :meth:`score`
+    columns of every training normal the last :meth:`fit` saw (its validation share
+    too), from which :mod:`asdlib.decisions` sets decision thresholds."""
 
     name: str
 
@@ -43,6 +45,8 @@ class Detector(Protocol):
     def restore(self, run_dir: str | Path) -> None: ...
 
     def score(self, test_rows: pd.DataFrame, load: LoadFn) -> pd.DataFrame: ...
+
+    def training_scores(self) -> pd.DataFrame: ...
 
 
 def check_training_rows(rows: pd.DataFrame, detector: str) -> None:
@@ -99,6 +103,14 @@ def model_for(models: dict[str, T], row: pd.Series, detector: str) -> T:
         raise DetectorError(f"clip {row['clip_id']}: no {detector} model for machine type "
                             f"{row['machine_type']} (trained: {', '.join(sorted(models)) or 'none'})")
     return entry
+
+
+def training_scores_of(scores: list[pd.DataFrame] | None, detector: str) -> pd.DataFrame:
+    """The training normals' scores gathered by the last :meth:`Detector.fit` (one frame
+    per model); an error if no fit ran in this process (a restored detector has none)."""
+    if not scores:
+        raise DetectorError(f"{detector}: no training scores (they come from fit, not restore)")
+    return pd.concat(scores, ignore_index=True)
 
 
 def scores_frame(clip_ids: list[str], columns: dict[str, list[float]]) -> pd.DataFrame:

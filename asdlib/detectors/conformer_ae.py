@@ -32,7 +32,7 @@ from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, SegmentDataset, clip_ids_hash, segment_length, split_train_val
 from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSettings, check_training_rows,
                                      clip_logmel, iter_rows, logmels, model_files, model_for,
-                                     scores_frame, unit_dir)
+                                     scores_frame, training_scores_of, unit_dir)
 from asdlib.features import LogMel
 from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, resolve_device, save_checkpoint,
@@ -105,6 +105,7 @@ class ConformerAEDetector:
         self.device = resolve_device(settings.train.device)
         self.logmel = LogMel(settings.logmel).to(self.device)
         self.models: dict[str, tuple[ConformerAE, torch.Tensor, torch.Tensor]] = {}
+        self._training_scores: list[pd.DataFrame] = []
 
     def pretrain(self, generic_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> Path:
         """Train on a generic corpus (any labels); return and remember the weights file."""
@@ -125,6 +126,7 @@ class ConformerAEDetector:
         check_training_rows(train_rows, self.name)
         s = self.settings
         results = {}
+        self._training_scores = []
         for machine_type, rows in train_rows.groupby("machine_type", sort=True):
             machine_type = str(machine_type)
             train, val = split_train_val(rows, s.train.val_fraction, s.train.seed)
@@ -134,6 +136,10 @@ class ConformerAEDetector:
             folder = unit_dir(Path(run_dir), machine_type)
             results[machine_type] = self._train(model, train, val, load, s.train, folder, machine_type, extra)
         return results
+
+    def training_scores(self) -> pd.DataFrame:
+        """Columns clip_id, score of the last fit's training normals (see :class:`Detector`)."""
+        return training_scores_of(self._training_scores, self.name)
 
     def initial_model(self) -> ConformerAE:
         """A new model initialised as ``init`` says: pre-trained weights or seeded random ones."""
@@ -166,8 +172,7 @@ class ConformerAEDetector:
         scores = []
         for row in iter_rows(test_rows, f"{self.name} scoring"):
             model, mean, std = model_for(self.models, row, self.name)
-            frames = _normalise(clip_logmel(row, load, self.logmel, self.device), mean, std).T[None]
-            scores.append(float(model.reconstruction_error(frames.to(self.device)).mean()))
+            scores.append(self._error(model, _normalise(clip_logmel(row, load, self.logmel, self.device), mean, std)))
         return scores_frame(list(map(str, test_rows["clip_id"])), {"score": scores})
 
     def _train(self, model: ConformerAE, train: pd.DataFrame, val: pd.DataFrame, load: LoadFn,
@@ -192,7 +197,15 @@ class ConformerAEDetector:
         save_checkpoint(folder / MODEL_FILE, model, extra=extra)
         if extra["role"] == "detector":
             self.models[str(extra["machine_type"])] = (model.eval(), mean, std)
+            clips = pd.concat([train, val])
+            errors = [self._error(model, m) for m in train_norm + val_norm]
+            self._training_scores.append(scores_frame(list(map(str, clips["clip_id"])), {"score": errors}))
         return result
+
+    @torch.no_grad()
+    def _error(self, model: ConformerAE, mel: torch.Tensor) -> float:
+        """A clip's score: the mean reconstruction MSE of its normalised ``(n_mels, frames)`` log-mel."""
+        return float(model.reconstruction_error(mel.T[None].to(self.device)).mean())
 
     def _pretrained_hash(self) -> str:
         """Identity of the initial weights (part of the fine-tuning fingerprint)."""

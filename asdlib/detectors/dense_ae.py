@@ -26,7 +26,7 @@ from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, clip_ids_hash, split_train_val
 from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSettings, check_training_rows,
                                      clip_logmel, iter_rows, model_for, model_files, scores_frame,
-                                     unit_dir)
+                                     training_scores_of, unit_dir)
 from asdlib.features import LogMel, stack_frames
 from asdlib.models.dense_ae import DenseAE
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, resolve_device, save_checkpoint,
@@ -84,20 +84,23 @@ class DenseAEDetector:
         self.device = resolve_device(settings.train.device)
         self.logmel = LogMel(settings.logmel).to(self.device)
         self.models: dict[str, tuple[DenseAE, torch.Tensor, torch.Tensor]] = {}
+        self._training_scores: list[pd.DataFrame] = []
 
     def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> dict[str, FitResult]:
         """Train (or resume) a model per machine type in ``run_dir/<type>/``."""
         check_training_rows(train_rows, self.name)
         s = self.settings
         results = {}
+        self._training_scores = []
         for machine_type, rows in train_rows.groupby("machine_type", sort=True):
             machine_type = str(machine_type)
             train, val = split_train_val(rows, s.train.val_fraction, s.train.seed)
-            vectors = self._vectors(train, load, f"{self.name}/{machine_type} features")
+            train_clips = self._vectors(train, load, f"{self.name}/{machine_type} features")
+            val_clips = self._vectors(val, load, f"{self.name}/{machine_type} val")
+            vectors = torch.cat(train_clips)
             centre, scale = vectors.mean(dim=0), vectors.std().clamp(min=1e-3)
             train_set = TensorDataset((vectors - centre) / scale)
-            val_set = (TensorDataset((self._vectors(val, load, f"{self.name}/{machine_type} val") - centre) / scale)
-                       if len(val) else None)
+            val_set = TensorDataset((torch.cat(val_clips) - centre) / scale) if val_clips else None
             seed_everything(s.train.seed)
             model = self._new_model()
             extra = {"config": s.config(), "machine_type": machine_type, "train_clips": clip_ids_hash(rows),
@@ -107,7 +110,14 @@ class DenseAEDetector:
                                         name=f"{self.name}/{machine_type}", extra=extra)
             save_checkpoint(folder / MODEL_FILE, model, extra=extra)
             self.models[machine_type] = (model.eval(), centre, scale)
+            clips = pd.concat([train, val])
+            errors = [self._error(model, (v - centre) / scale) for v in train_clips + val_clips]
+            self._training_scores.append(scores_frame(list(map(str, clips["clip_id"])), {"score": errors}))
         return results
+
+    def training_scores(self) -> pd.DataFrame:
+        """Columns clip_id, score of the last fit's training normals (see :class:`Detector`)."""
+        return training_scores_of(self._training_scores, self.name)
 
     def restore(self, run_dir: str | Path) -> None:
         """Load the trained model of every machine type found in ``run_dir``."""
@@ -126,8 +136,7 @@ class DenseAEDetector:
         scores = []
         for row in iter_rows(test_rows, f"{self.name} scoring"):
             model, centre, scale = model_for(self.models, row, self.name)
-            vectors = ((self._clip_vectors(row, load) - centre) / scale).to(self.device)
-            scores.append(float(model.reconstruction_error(vectors).mean()))
+            scores.append(self._error(model, (self._clip_vectors(row, load) - centre) / scale))
         return scores_frame(list(map(str, test_rows["clip_id"])), {"score": scores})
 
     def _clip_vectors(self, row: pd.Series, load: LoadFn) -> torch.Tensor:
@@ -137,8 +146,13 @@ class DenseAEDetector:
                                 f"{self.settings.n_frames} stacked per vector")
         return stack_frames(mel, self.settings.n_frames)
 
-    def _vectors(self, rows: pd.DataFrame, load: LoadFn, desc: str) -> torch.Tensor:
-        return torch.cat([self._clip_vectors(row, load) for row in iter_rows(rows, desc)])
+    def _vectors(self, rows: pd.DataFrame, load: LoadFn, desc: str) -> list[torch.Tensor]:
+        return [self._clip_vectors(row, load) for row in iter_rows(rows, desc)]
+
+    @torch.no_grad()
+    def _error(self, model: DenseAE, vectors: torch.Tensor) -> float:
+        """A clip's score: the mean reconstruction MSE of its normalised vectors."""
+        return float(model.reconstruction_error(vectors.to(self.device)).mean())
 
     def _new_model(self) -> DenseAE:
         s = self.settings

@@ -32,10 +32,11 @@ from torch.utils.data import DataLoader
 
 from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, WaveformDataset, class_labels, class_names, clip_ids_hash, split_train_val
-from asdlib.detectors.common import MODEL_FILE, DetectorError, check_training_rows, scores_frame
+from asdlib.detectors.common import (MODEL_FILE, DetectorError, check_training_rows, scores_frame,
+                                     training_scores_of)
 from asdlib.features import LogMelSettings
 from asdlib.models.stgram_mfn import STgramMFN, STgramMFNSettings
-from asdlib.scoring import KNNScorer, MahalanobisScorer
+from asdlib.scoring import KNNScorer, MahalanobisScorer, cross_fitted_scores
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, read_checkpoint, resolve_device,
                              save_checkpoint, seed_everything)
 
@@ -115,9 +116,9 @@ class STgramMFNDetector:
         self.device = resolve_device(settings.train.device)
         self.model: Optional[STgramMFN] = None
         self.classes: list[str] = []
-        self._mahalanobis = MahalanobisScorer(settings.mahalanobis_shrinkage
-                                              if settings.mahalanobis_shrinkage is not None else "ledoit_wolf")
-        self._knn = KNNScorer(settings.knn_k)
+        self._mahalanobis = self._new_mahalanobis()
+        self._knn = self._new_knn()
+        self._training_scores: Optional[pd.DataFrame] = None
 
     def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> FitResult:
         """Train (or resume) in ``run_dir``, then fit the embedding scorers on all training normals."""
@@ -138,13 +139,27 @@ class STgramMFNDetector:
         run_dir = Path(run_dir)
         result = fit(model, train_set, _loss, s.train, run_dir, val_set=val_set, name=self.name, extra=extra)
         self.model, self.classes = model.eval(), classes
-        embeddings = np.concatenate([self._forward(ds)[1] for ds in (train_set, val_set) if ds is not None])
+        forward = [self._forward(ds) for ds in (train_set, val_set) if ds is not None]
+        embeddings = np.concatenate([e for _, e in forward])
         embedding_classes = class_names(train) + class_names(val)
         save_checkpoint(run_dir / MODEL_FILE, model,
                         extra={**extra, "embeddings": torch.from_numpy(embeddings),
                                "embedding_classes": embedding_classes})
         self._fit_scorers(embeddings, embedding_classes)
+        columns = {"score_published": np.concatenate([p for p, _ in forward]).tolist(),
+                   "score_mahalanobis": cross_fitted_scores(self._new_mahalanobis, embeddings,
+                                                            embedding_classes).tolist(),
+                   "score_knn": cross_fitted_scores(self._new_knn, embeddings, embedding_classes).tolist()}
+        self._training_scores = scores_frame(list(map(str, pd.concat([train, val])["clip_id"])),
+                                             {"score": columns[f"score_{s.score}"], **columns})
         return result
+
+    def training_scores(self) -> pd.DataFrame:
+        """The :meth:`score` columns of the last fit's training normals: the published score
+        as the trained network gives them, the embedding scores each by scorers fitted to
+        the other clips of its class in 5 folds (:func:`asdlib.scoring.cross_fitted_scores`)."""
+        return training_scores_of([self._training_scores] if self._training_scores is not None else None,
+                                  self.name)
 
     def restore(self, run_dir: str | Path) -> None:
         """Load the model and training embeddings written by :meth:`fit`."""
@@ -190,6 +205,13 @@ class STgramMFNDetector:
             scores.append(published_score(logits, label).cpu().numpy())
             embeddings.append(embedding.cpu().numpy())
         return np.concatenate(scores).astype(np.float64), np.concatenate(embeddings)
+
+    def _new_mahalanobis(self) -> MahalanobisScorer:
+        shrinkage = self.settings.mahalanobis_shrinkage
+        return MahalanobisScorer(shrinkage if shrinkage is not None else "ledoit_wolf")
+
+    def _new_knn(self) -> KNNScorer:
+        return KNNScorer(self.settings.knn_k)
 
     def _fit_scorers(self, embeddings: np.ndarray, classes: list[str]) -> None:
         self._mahalanobis.fit(embeddings, classes)
