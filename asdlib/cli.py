@@ -252,7 +252,8 @@ def _score(args: argparse.Namespace) -> int:
         overall = evaluate_scores(rows_of)["overall"]
         line = f"{condition}: mean AUC {overall['auc']:.3f}, pAUC {overall['pauc']:.3f}"
         if flags is not None and rows_of["decision"].notna().all():
-            thresholds = {(str(r.machine_type), str(r.machine_id)): float(r.threshold) for r in rows_of.itertuples()}
+            thresholds = {(str(r.machine_type), str(r.machine_id)): float(r.threshold)
+                          for r in rows_of.itertuples()}
             line += f", F1 {decision_metrics(rows_of, 'score', thresholds)['overall']['f1']:.3f}"
         print(line + " over the machine types")
     return 0

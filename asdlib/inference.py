@@ -24,10 +24,10 @@ import pandas as pd
 
 from asdlib.config import parse
 from asdlib.datasets import LoadFn, load_clip
+from asdlib.decisions import decide, fit_thresholds
 from asdlib.detectors.common import MODEL_FILE, Detector, DetectorError
 from asdlib.detectors.registry import DETECTORS
 from asdlib.manifest import read_clip
-from asdlib.decisions import decide, fit_thresholds
 from asdlib.metrics import CLIP_COLUMNS, NORMAL_SCORES_FILE, read_scores, score_table
 from asdlib.mse import MseSettings, extract
 from asdlib.parallel import ParallelSettings, parallel_map
@@ -198,4 +198,3 @@ def decisions(model_dir: str | Path, table: pd.DataFrame, quantile: float) -> Op
         out.loc[known, "threshold"] = decided["threshold"]
         out.loc[known, "decision"] = decided["decision"].astype("Int64")
     return out
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -59,15 +59,8 @@ def summary_markdown(metrics: dict[str, Any], after_overall: str = "") -> str:
     :func:`asdlib.significance.significance_markdown`), then the figures per machine type."""
     lines = ["# Anomaly detection results", "",
              "Mean over machine types of the per-ID AUC / pAUC (pAUC: max FPR 0.1).", ""]
-    conditions = condition_order(sorted({c for by_input in metrics.values()
-                                         for by_cond in by_input.values() for c in by_cond}))
-    lines.append("| model | input | " + " | ".join(conditions) + " |")
-    lines.append("|---|---|" + "---|" * len(conditions))
-    for model, by_input in sorted(metrics.items()):
-        for input_name, by_cond in sorted(by_input.items()):
-            cells = [_pair(by_cond[c]["overall"]) if c in by_cond else "" for c in conditions]
-            lines.append(f"| {model} | {input_name} | " + " | ".join(cells) + " |")
-    lines.append("")
+    conditions, table = _overall_table(metrics, _pair)
+    lines += table + [""]
     if after_overall:
         lines.append(after_overall.rstrip("\n") + "\n")
     lines += ["## Per machine type (AUC / pAUC / mAUC)", ""]
@@ -98,15 +91,20 @@ def decisions_markdown(decisions: dict[str, Any], quantile: float) -> str:
              f"about {1 - quantile:.2g} where test normals score like the training ones, more where the "
              "detector scores its own training clips lower than new normal ones). "
              "`metrics/decisions.json` has every ID and threshold.", ""]
-    conditions = condition_order(sorted({c for by_input in decisions.values()
+    return "\n".join(lines + _overall_table(decisions, _decision_cell)[1]) + "\n"
+
+
+def _overall_table(nested: dict[str, Any], cell: Callable[[dict[str, float]], str]) -> tuple[list[str], list[str]]:
+    """The conditions (noisiest first) and the markdown rows of a model x input table of
+    ``cell(overall figures)`` per condition, from ``{model: {input: {condition: {overall}}}}``."""
+    conditions = condition_order(sorted({c for by_input in nested.values()
                                          for by_cond in by_input.values() for c in by_cond}))
-    lines.append("| model | input | " + " | ".join(conditions) + " |")
-    lines.append("|---|---|" + "---|" * len(conditions))
-    for model, by_input in sorted(decisions.items()):
+    lines = ["| model | input | " + " | ".join(conditions) + " |", "|---|---|" + "---|" * len(conditions)]
+    for model, by_input in sorted(nested.items()):
         for input_name, by_cond in sorted(by_input.items()):
-            cells = [_decision_cell(by_cond[c]["overall"]) if c in by_cond else "" for c in conditions]
+            cells = [cell(by_cond[c]["overall"]) if c in by_cond else "" for c in conditions]
             lines.append(f"| {model} | {input_name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return conditions, lines
 
 
 def _decision_cell(values: dict[str, float]) -> str:

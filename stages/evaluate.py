@@ -3,11 +3,12 @@
 Reads data/scores/<model>/<input>.csv (one row per test clip and condition;
 ``score`` is the model's published score, ``score_<name>`` extra scorers) and writes
 metrics/asd.json ({model: {input: {condition: {type: {id_XX: {auc, pauc}, mean}, overall}}}}),
-metrics/decisions.json (precision, recall and F1 of thresholded scores, the same nesting;
-thresholds from data/models/<model>/<input>/<condition>/normal_scores.csv, see
-asdlib.decisions), metrics/summary.md, metrics/comparisons.json (bootstrap intervals of every mean AUC, of
-MSE minus raw per model and of every system minus the dense AE on raw audio; see
-asdlib.significance), ROC tables for DVC plots, an AUC-vs-SNR table, and PNG figures.
+metrics/decisions.json (precision, recall, F1 and false alarms of thresholded scores, the
+same nesting; thresholds from data/models/<model>/<input>/<condition>/normal_scores.csv,
+see asdlib.decisions), metrics/summary.md, metrics/comparisons.json (bootstrap intervals
+of every mean AUC, of MSE minus raw per model and of every system minus the dense AE on
+raw audio; see asdlib.significance), ROC tables for DVC plots, an AUC-vs-SNR table, and
+PNG figures.
 """
 
 from __future__ import annotations
