@@ -110,7 +110,8 @@ def decision_metrics(clips: pd.DataFrame, column: str,
     labelled = clips[clips["label"].isin(["normal", "anomaly"])]
     if labelled.empty:
         raise DecisionError("no clips labelled normal or anomaly to evaluate")
-    decided = labelled.join(decide(labelled, column, thresholds))
+    decided = labelled.drop(columns=["threshold", "decision"], errors="ignore").join(
+        decide(labelled, column, thresholds))  # a table `asd score` decided already: decided again
     result: dict[str, Any] = {}
     type_means = []
     for machine_type, rows in decided.groupby("machine_type", sort=True):

@@ -50,6 +50,7 @@ def test_decision_metrics_count_flags_against_labels():
     assert result["overall"] == result["fan"]["mean"]
     flags = decide(clips, "score", thresholds)
     assert flags["decision"].tolist() == [0, 0, 1, 0, 1, 0, 1, 1, 0, 0, 0, 0]
+    assert decision_metrics(clips.join(flags), "score", thresholds) == result  # as `asd score` writes it
 
 
 def test_thresholds_per_machine_id_and_a_missing_one_named():

@@ -121,6 +121,11 @@ def test_decisions_from_the_model_folders_training_normals(corpus, tmp_path, cap
     assert main(["score", str(model_dir), "--manifest", str(manifest), "--splits", "test", "--quantile", "0.999",
                  "--out", str(strict)]) == 0
     assert (read_scores(strict).loc[~unseen, "threshold"] > seen["threshold"]).all()
+    known = tmp_path / "known.csv"
+    write_manifest(corpus[~((corpus["machine_type"] == "fan") & (corpus["machine_id"] == "id_02"))], known)
+    assert main(["score", str(model_dir), "--manifest", str(known), "--splits", "test",
+                 "--out", str(tmp_path / "known_scores.csv")]) == 0
+    assert "clean: mean AUC 1.000, pAUC 1.000, F1 " in capsys.readouterr().out
     assert main(["score", str(model_dir), "--manifest", str(manifest), "--quantile", "1.5",
                  "--out", str(tmp_path / "bad.csv")]) == 2
     assert "quantile must be in (0, 1)" in capsys.readouterr().err and not (tmp_path / "bad.csv").exists()
