@@ -61,13 +61,13 @@ def main() -> None:
     for path in sorted(SCORES.glob("*/*.csv")):
         model, input_name = path.parent.name, path.stem
         scores = read_scores(path)
+        normals = {c: _normal_scores(model, input_name, c) for c in scores["condition"].unique()}
         for name, column in reported_scores(scores, model, cfg.extra_scores).items():
             systems[(name, input_name)] = (scores, column, str(path))
             for condition, rows in scores.groupby("condition", sort=False):
                 result = evaluate_scores(rows, column)
                 metrics.setdefault(name, {}).setdefault(input_name, {})[condition] = result
-                normals = _normal_scores(model, input_name, condition)
-                thresholds = fit_thresholds(normals, column, cfg.decision.quantile)
+                thresholds = fit_thresholds(normals[condition], column, cfg.decision.quantile)
                 decisions.setdefault(name, {}).setdefault(input_name, {})[condition] = \
                     decision_metrics(rows, column, thresholds)
                 tidy.append({"model": name, "input": input_name, "condition": condition,

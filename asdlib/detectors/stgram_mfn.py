@@ -118,7 +118,7 @@ class STgramMFNDetector:
         self.classes: list[str] = []
         self._mahalanobis = self._new_mahalanobis()
         self._knn = self._new_knn()
-        self._training_scores: Optional[pd.DataFrame] = None
+        self._training_scores: list[pd.DataFrame] = []
 
     def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> FitResult:
         """Train (or resume) in ``run_dir``, then fit the embedding scorers on all training normals."""
@@ -150,16 +150,15 @@ class STgramMFNDetector:
                    "score_mahalanobis": cross_fitted_scores(self._new_mahalanobis, embeddings,
                                                             embedding_classes).tolist(),
                    "score_knn": cross_fitted_scores(self._new_knn, embeddings, embedding_classes).tolist()}
-        self._training_scores = scores_frame(list(map(str, pd.concat([train, val])["clip_id"])),
-                                             {"score": columns[f"score_{s.score}"], **columns})
+        self._training_scores = [scores_frame(list(map(str, pd.concat([train, val])["clip_id"])),
+                                              {"score": columns[f"score_{s.score}"], **columns})]
         return result
 
     def training_scores(self) -> pd.DataFrame:
         """The :meth:`score` columns of the last fit's training normals: the published score
         as the trained network gives them, the embedding scores each by scorers fitted to
         the other clips of its class in 5 folds (:func:`asdlib.scoring.cross_fitted_scores`)."""
-        return training_scores_of([self._training_scores] if self._training_scores is not None else None,
-                                  self.name)
+        return training_scores_of(self._training_scores, self.name)
 
     def restore(self, run_dir: str | Path) -> None:
         """Load the model and training embeddings written by :meth:`fit`."""
