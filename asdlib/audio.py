@@ -11,8 +11,8 @@ from math import gcd
 from pathlib import Path
 
 import numpy as np
+import scipy
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from asdlib.fileio import atomic_path
 
@@ -103,7 +103,7 @@ def resample_to(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     if rate_in == rate_out:
         return x.astype(np.float32, copy=False)
     g = gcd(int(rate_in), int(rate_out))
-    return resample_poly(x, rate_out // g, rate_in // g).astype(np.float32)
+    return scipy.signal.resample_poly(x, rate_out // g, rate_in // g).astype(np.float32)
 
 
 def crop_or_pad(x: np.ndarray, num_samples: int) -> np.ndarray:

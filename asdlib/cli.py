@@ -31,9 +31,11 @@ from asdlib.corpora.archives import ArchiveError
 from asdlib.corpora.dcase_layout import CorpusLayoutError, scan_dcase_layout
 from asdlib.corpora.download import DownloadError, DownloadSettings
 from asdlib.decisions import DecisionSettings, decision_metrics
+from asdlib.extraction import MseInput
 from asdlib.fileio import atomic_path
 from asdlib.manifest import ManifestError, read_manifest, write_manifest
 from asdlib.metrics import NORMAL_SCORES_FILE, evaluate_scores, read_scores, write_scores
+from asdlib.model_card import MODEL_CARD_FILE, ModelCard, read_model_card
 from asdlib.mse import MseSettings
 from asdlib.parallel import ParallelSettings
 from asdlib.reporting import condition_order
@@ -119,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score recordings with a trained detector",
                        description="Score audio files, or the clips of a manifest, with a detector the "
                                    "pipeline trained (a folder data/models/<model>/<input>/<condition>; "
-                                   "everything scoring needs is in its model files). Writes a score "
+                                   "everything scoring needs is in its model files and model card). Writes a score "
                                    "table as the pipeline's data/scores/*.csv (higher = more anomalous), "
                                    "which `asd compare` reads. A detector trained on MSE output "
                                    "(<input> mse) needs --extract.")
@@ -135,14 +137,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="manifest SNR conditions scored (default all; a mixture manifest has several)")
     s.add_argument("--out", type=Path, required=True, metavar="FILE", help="score table CSV to write")
     s.add_argument("--params", type=Path, metavar="FILE",
-                   help="the params.yaml the model was trained with: detector settings from its "
-                        "detectors.<model>, MSE settings from its mse.settings (default: the settings "
-                        "stored in the model files; --extract needs it)")
+                   help="a params.yaml to take detector settings (its detectors.<model>) and, with "
+                        "--extract, MSE settings (its mse.settings) from (default: those on the folder's "
+                        "model_card.json, which the train stages write; folders without one need it "
+                        "for --extract)")
     s.add_argument("--extract", action="store_true",
                    help="run Mechanical Sound Extraction on each clip first, as the pipeline's mse stage")
     s.add_argument("--snr-model", type=Path, metavar="FILE",
                    help="with --extract: the SNR estimator (data/snr/model/model.pt) giving each clip's stop target")
-    s.add_argument("--snr-db", type=float, help="with --extract: one stop target in dB for every clip instead")
+    s.add_argument("--snr-db", type=float,
+                   help="with --extract: one stop target in dB for every clip instead (default for a model "
+                        "whose input was extracted at one fixed SNR: that SNR)")
     s.add_argument("--resample", action="store_true", help="convert audio at other sample rates to 16 kHz")
     s.add_argument("--device", help="torch device (default: the model's training setting, auto)")
     s.add_argument("--jobs", type=int, default=-1, help="processes for --extract (default -1: one per core)")
@@ -211,17 +216,17 @@ def _score(args: argparse.Namespace) -> int:
 
     rows = _rows_to_score(args)
     params = load_yaml(args.params) if args.params is not None else None
+    card = read_model_card(args.model_dir)
     extraction = None
     if args.extract:
-        if params is None:
-            raise UsageError("score --extract: give --params, the params.yaml whose mse.settings the model's "
-                             "MSE input was made with")
-        if (args.snr_model is None) == (args.snr_db is None):
-            raise UsageError("score --extract: give one of --snr-model (the SNR estimator) and --snr-db")
-        mse = parse(MseSettings, (params.get("mse") or {}).get("settings"), f"{args.params}: mse.settings")
-        extraction = inference.Extraction(mse, args.snr_model, args.snr_db)
+        extraction = inference.Extraction(*_extraction_settings(args, params, card))
     elif args.snr_model is not None or args.snr_db is not None:
         raise UsageError("score: --snr-model and --snr-db only apply with --extract")
+    if card is not None and (card.input == "mse") != args.extract:
+        print(f"note: {args.model_dir} was trained on {card.input} audio (its {MODEL_CARD_FILE}); "
+              + ("without --extract these clips are scored as given, which is right only if they are "
+                 "MSE output already (data/mse/manifest.csv)" if card.input == "mse" else
+                 "--extract gives it MSE output, which it never saw in training"))
     detectors = (params.get("detectors") or {}) if params is not None else None
     name, detector = inference.load_detector(args.model_dir, detectors, args.device)
     load = partial(inference.read_recording, resample=args.resample)
@@ -257,6 +262,31 @@ def _score(args: argparse.Namespace) -> int:
             line += f", F1 {decision_metrics(rows_of, 'score', thresholds)['overall']['f1']:.3f}"
         print(line + " over the machine types")
     return 0
+
+
+def _extraction_settings(args: argparse.Namespace, params: Optional[dict],
+                         card: Optional[ModelCard]) -> tuple[MseSettings, Optional[Path], Optional[float]]:
+    """MSE settings and stop target of ``score --extract``: --params' mse.settings, else the
+    model card's; --snr-model or --snr-db, else the card's fixed target if it had one."""
+    made = (parse(MseInput, card.extraction, f"{args.model_dir / MODEL_CARD_FILE}: extraction")
+            if card is not None and card.extraction is not None else None)
+    if params is not None:
+        mse = parse(MseSettings, (params.get("mse") or {}).get("settings"), f"{args.params}: mse.settings")
+        if made is not None and made.settings != mse:
+            print(f"note: {args.params}: mse.settings differ from those the model's input was extracted "
+                  f"with ({args.model_dir / MODEL_CARD_FILE}); extracting with --params' as asked")
+    elif made is not None:
+        mse = made.settings
+    else:
+        raise UsageError(f"score --extract: {args.model_dir} has no model card saying how its MSE input was "
+                         f"made; give --params, the params.yaml whose mse.settings it was made with")
+    snr_db = args.snr_db
+    if args.snr_model is None and snr_db is None and made is not None and made.snr_source == "fixed":
+        snr_db = made.fixed_snr_db
+    if (args.snr_model is None) == (snr_db is None):
+        source = f" (its input was stopped at {made.snr_source} SNRs)" if made is not None else ""
+        raise UsageError(f"score --extract: give one of --snr-model (the SNR estimator) and --snr-db{source}")
+    return mse, args.snr_model, snr_db
 
 
 def _decision_quantile(args: argparse.Namespace, params: Optional[dict]) -> float:

@@ -11,20 +11,40 @@ memory stays bounded and a killed run continues where it stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 import numpy as np
 import pandas as pd
 
 from asdlib.config import to_dict
+from asdlib.fileio import write_json
 from asdlib.mse import MseSettings, extract
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.store import ShardBuilder, ShardReader, file_digest, fingerprint, read_row
 
 BATCH = 4
+
+
+@dataclass(frozen=True)
+class MseInput:
+    """How mixtures become MSE input (params.yaml ``mse``): ``settings`` of each clip's
+    extraction, stopped at its SNR from ``snr_source``: ``estimated`` (the BLSTM's
+    estimate), ``oracle`` (the true mixture SNR; ``clean_snr_db`` for clean clips,
+    whose SNR is undefined) or ``fixed`` (``fixed_snr_db`` for every clip)."""
+
+    snr_source: Literal["estimated", "oracle", "fixed"] = "estimated"
+    fixed_snr_db: float = 0.0
+    clean_snr_db: float = 20.0
+    settings: MseSettings = field(default_factory=MseSettings)
+
+
+def write_mse_input(path: str | Path, mse_input: MseInput) -> None:
+    """Record how MSE input was made (JSON, atomic; equal settings give equal bytes),
+    for the model cards of detectors trained on it (:mod:`asdlib.model_card`)."""
+    write_json(path, to_dict(mse_input))
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 A trained model folder (``data/models/<model>/<input>/<condition>``) holds all that
 scoring needs: the weights, the front-end and model settings they were trained
 with, and the normalisation or the training embeddings. :func:`load_detector`
-rebuilds the detector from those files alone. A detector trained on MSE output
-must be given MSE output: with an :class:`Extraction`, :func:`score_recordings`
+rebuilds the detector from those files alone, and its model card
+(:mod:`asdlib.model_card`) says what audio it was trained on. A detector trained on
+MSE output must be given MSE output: with an :class:`Extraction`, :func:`score_recordings`
 first does to each clip what the pipeline's ``snr_predict`` and ``mse`` stages do
 (the BLSTM's SNR estimate at the precision ``snr_predict`` stores, or one fixed
 target; then :func:`asdlib.mse.extract`), so the pipeline's own test clips get the
@@ -29,6 +30,7 @@ from asdlib.detectors.common import MODEL_FILE, Detector, DetectorError
 from asdlib.detectors.registry import DETECTORS
 from asdlib.manifest import read_clip
 from asdlib.metrics import CLIP_COLUMNS, NORMAL_SCORES_FILE, read_scores, score_table
+from asdlib.model_card import MODEL_CARD_FILE, read_model_card
 from asdlib.mse import MseSettings, extract
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.snr_estimation import SnrEstimator, stored_estimates
@@ -50,9 +52,10 @@ def load_detector(model_dir: str | Path, detectors: Optional[Mapping[str, Any]] 
 
     ``model_dir`` holds ``model.pt`` (STgram-MFN: one model for all machine types) or
     ``<machine type>/model.pt`` (the autoencoders). Its settings are those stored in
-    the model file (front end and model) with, given ``detectors`` (a params.yaml's
-    ``detectors`` section), that section's entry for it on top: STgram-MFN's scorer
-    options live only there. ``device`` overrides ``train.device``.
+    the model file (front end and model) with, on top, the entry for it in
+    ``detectors`` (a params.yaml's ``detectors`` section) when given, else the
+    settings on the folder's model card (:mod:`asdlib.model_card`) when it has one:
+    STgram-MFN's scorer options live only there. ``device`` overrides ``train.device``.
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -74,10 +77,16 @@ def load_detector(model_dir: str | Path, detectors: Optional[Mapping[str, Any]] 
                             f"folder above ({model_dir.parent}), which holds every machine type's")
     if files[0] != top and "machine_type" not in extra:
         raise DetectorError(f"{model_dir}: no {MODEL_FILE} here; give the folder of {files[0]}")
+    card = read_model_card(model_dir)
+    if card is not None and card.detector != name:
+        raise DetectorError(f"{model_dir / MODEL_CARD_FILE}: a card of a {card.detector}, but {files[0]} "
+                            f"holds a {name}")
     settings_cls, detector_cls = DETECTORS[name]
     settings = parse(settings_cls, extra.get("config"), f"{files[0]}: stored settings")
     if detectors is not None:
         settings = parse(settings_cls, detectors.get(name), f"detectors.{name}", base=settings)
+    elif card is not None:
+        settings = parse(settings_cls, card.settings, f"{model_dir / MODEL_CARD_FILE}: settings", base=settings)
     if device is not None:
         settings = parse(settings_cls, {"train": {"device": device}}, "device", base=settings)
     detector = detector_cls(settings)

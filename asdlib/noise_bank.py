@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Callable, Literal, Sequence
 
 import numpy as np
+import scipy
 import soundfile as sf
-from scipy.signal import fftconvolve, lfilter
 
 from asdlib.audio import SAMPLE_RATE, AudioError, read_audio, write_wav
 from asdlib.fileio import atomic_path
@@ -271,7 +271,7 @@ def _decaying_kernel(rng: np.random.Generator, sr: int, decay_s: float,
     t = np.arange(length) / sr
     kernel = rng.standard_normal(length) * np.exp(-t / decay_s)
     if lowpass:
-        kernel = lfilter([1.0 - lowpass], [1.0, -lowpass], kernel)
+        kernel = scipy.signal.lfilter([1.0 - lowpass], [1.0, -lowpass], kernel)
     for freq in resonances:
         mode_decay = decay_s * rng.uniform(1.0, 3.0)
         kernel += 2.0 * np.sin(2.0 * np.pi * freq * t + rng.uniform(0, 2 * np.pi)) * np.exp(-t / mode_decay)
@@ -301,7 +301,7 @@ def _periodic_times(rng: np.random.Generator, n: int, sr: int, rate_hz: float, j
 
 def _impacts(rng: np.random.Generator, n: int, sr: int, times: np.ndarray, kernel: np.ndarray,
              amp_sigma_db: float = 4.0) -> np.ndarray:
-    return fftconvolve(_excitation(rng, n, times, amp_sigma_db), kernel)[:n]
+    return scipy.signal.fftconvolve(_excitation(rng, n, times, amp_sigma_db), kernel)[:n]
 
 
 def _resonator(freq: float, bandwidth: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
@@ -319,7 +319,7 @@ def _reverb(rng: np.random.Generator, x: np.ndarray, sr: int, rt60: float, wet: 
     """Add a diffuse room tail (exponentially decaying noise impulse response)."""
     t = np.arange(int(rt60 * sr)) / sr
     ir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
-    tail = fftconvolve(x, ir)[: len(x)]
+    tail = scipy.signal.fftconvolve(x, ir)[: len(x)]
     return x + wet * _unit(tail) * np.sqrt(np.mean(x ** 2))
 
 
@@ -379,7 +379,7 @@ def _talker(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 
     phase = np.cumsum(f0) / sr
     pulses = np.diff(np.floor(phase), prepend=0.0)  # 1 at each glottal closure
-    glottal = lfilter([1.0], [1.0, -2 * 0.96, 0.96 ** 2], pulses)  # ~ -12 dB/octave source
+    glottal = scipy.signal.lfilter([1.0], [1.0, -2 * 0.96, 0.96 ** 2], pulses)  # ~ -12 dB/octave source
     glottal += 0.02 * rng.standard_normal(n) * np.std(glottal)  # aspiration
 
     voiced = np.zeros(n)
@@ -389,7 +389,7 @@ def _talker(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
         seg = glottal[a:b]
         for j, (freq, bw) in enumerate(zip(formants, _FORMANT_BANDWIDTHS)):
             num, den = _resonator(freq, bw, sr)
-            seg, states[j] = lfilter(num, den, seg, zi=states[j])
+            seg, states[j] = scipy.signal.lfilter(num, den, seg, zi=states[j])
         voiced[a:b] = seg
     voiced = np.diff(voiced, prepend=0.0)  # lip radiation, +6 dB/octave
     voice = _unit(voiced * envelope) + 1.5 * _bandpass_noise(rng, n, sr, 2500, 6500) * fricative_gate
@@ -457,7 +457,7 @@ def _destroyer_ops(rng, n, sr):
     hum = _harmonics(rng, n, sr, 60.0, [1.0, 0.5, 0.4, 0.2]) + 0.6 * _harmonics(rng, n, sr, 400.0, [1.0, 0.4])
     chatter_gate = np.clip(_smooth_random(rng, n, sr, 0.3) + 0.3, 0.0, 1.0)
     chatter = _talker(rng, n, sr) * chatter_gate
-    chatter = np.diff(lfilter([1.0], [1.0, -0.9], chatter), prepend=0.0)  # thin intercom loudspeaker
+    chatter = np.diff(scipy.signal.lfilter([1.0], [1.0, -0.9], chatter), prepend=0.0)  # thin intercom loudspeaker
     beeps = np.zeros(n)
     for start in _poisson_times(rng, n, sr, 0.15).astype(int):
         length = min(int(0.12 * sr), n - start)
@@ -537,8 +537,9 @@ def _machinegun(rng, n, sr):
     boom = _decaying_kernel(rng, sr, 0.05, resonances=[rng.uniform(60, 110)], tail_s=0.35, lowpass=0.97)
     echo = _decaying_kernel(rng, sr, 0.12, tail_s=0.6, lowpass=0.9)
     shots = _excitation(rng, n, np.array(times), 2.0)
-    gunfire = (fftconvolve(shots, _unit(crack))[:n] + 0.8 * fftconvolve(shots, _unit(boom))[:n]
-               + 0.15 * fftconvolve(shots, _unit(echo))[:n])
+    convolve = scipy.signal.fftconvolve
+    gunfire = (convolve(shots, _unit(crack))[:n] + 0.8 * convolve(shots, _unit(boom))[:n]
+               + 0.15 * convolve(shots, _unit(echo))[:n])
     background = _power_law_noise(rng, n, sr, 1.0)
     return _unit(gunfire) + _db(-35) * background
 

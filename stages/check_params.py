@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from asdlib.config import ConfigError, load_yaml
 from asdlib.detectors.registry import DETECTORS, build_detector
+from asdlib.extraction import MseInput
 from asdlib.fileio import write_text
 from asdlib.mixing import MixSettings
 from asdlib.noise_bank import NoiseBankSettings
 from asdlib.parallel import ParallelSettings
+from asdlib.snr_estimation import SnrEstimatorSettings
 
 from stages.common import DATA, PARAMS_FILE, params_section, run
 from stages.corpus_params import corpus_params
 from stages.evaluate import EvaluateParams
-from stages.mse import MseParams
 from stages.pretrain import PretrainParams
-from asdlib.snr_estimation import SnrEstimatorSettings
 from stages.train import TrainParams
 
 SECTIONS = {
@@ -27,7 +27,7 @@ SECTIONS = {
     "noise": NoiseBankSettings,
     "mix": MixSettings,
     "snr": SnrEstimatorSettings,
-    "mse": MseParams,
+    "mse": MseInput,
     "pretrain": PretrainParams,
     "train": TrainParams,
     "evaluate": EvaluateParams,

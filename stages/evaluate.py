@@ -14,7 +14,9 @@ PNG figures.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -57,7 +59,7 @@ def main() -> None:
     cfg = params_section("evaluate", EvaluateParams)
     metrics: dict = {}
     decisions: dict = {}
-    tidy, figures, systems = [], [], {}
+    tidy, jobs, keys, systems = [], [], [], {}
     for path in sorted(SCORES.glob("*/*.csv")):
         model, input_name = path.parent.name, path.stem
         scores = read_scores(path)
@@ -65,17 +67,16 @@ def main() -> None:
         for name, column in reported_scores(scores, model, cfg.extra_scores).items():
             systems[(name, input_name)] = (scores, column, str(path))
             for condition, rows in scores.groupby("condition", sort=False):
-                result = evaluate_scores(rows, column)
-                metrics.setdefault(name, {}).setdefault(input_name, {})[condition] = result
-                thresholds = fit_thresholds(normals[condition], column, cfg.decision.quantile)
-                decisions.setdefault(name, {}).setdefault(input_name, {})[condition] = \
-                    decision_metrics(rows, column, thresholds)
-                tidy.append({"model": name, "input": input_name, "condition": condition,
-                             "snr_db": condition_snr(condition), "auc": result["overall"]["auc"],
-                             "pauc": result["overall"]["pauc"]})
-                stem = f"{name}.{input_name}.{condition}"
-                _write_roc_table(rows, column, cfg, stem)
-                figures.append((rows, column, stem))
+                keys.append((name, input_name, condition))
+                jobs.append(Setting(rows, column, normals[condition], f"{name}.{input_name}.{condition}"))
+    results = parallel_map(partial(_evaluate_setting, cfg=cfg), jobs, ParallelSettings(backend="loky", n_jobs=-1),
+                           desc="settings", total=len(jobs))
+    for (name, input_name, condition), (result, decision) in zip(keys, results):
+        metrics.setdefault(name, {}).setdefault(input_name, {})[condition] = result
+        decisions.setdefault(name, {}).setdefault(input_name, {})[condition] = decision
+        tidy.append({"model": name, "input": input_name, "condition": condition,
+                     "snr_db": condition_snr(condition), "auc": result["overall"]["auc"],
+                     "pauc": result["overall"]["pauc"]})
     if not metrics:
         raise FileNotFoundError(f"{SCORES}: no score tables (run the train stages first)")
     comparisons = compare_systems(systems, BASELINE, cfg.bootstrap, PAIRED_INPUTS)
@@ -99,9 +100,6 @@ def main() -> None:
     plot_auc_vs_snr(table, METRICS / "plots" / "auc_vs_snr.png", reference=BASELINE, band=("auc_low", "auc_high"),
                     title=f"AUC against SNR, with and without MSE (shaded: "
                           f"{cfg.bootstrap.confidence:.0%} bootstrap interval over test clips)")
-    for _ in parallel_map(_draw_figures, figures, ParallelSettings(backend="loky", n_jobs=-1),
-                          desc="figures", total=len(figures)):
-        pass
     print((METRICS / "summary.md").read_text())
 
 
@@ -113,20 +111,29 @@ def _normal_scores(model: str, input_name: str, condition: str) -> pd.DataFrame:
     return read_scores(path)
 
 
-def _write_roc_table(rows: pd.DataFrame, column: str, cfg: EvaluateParams, stem: str) -> None:
-    """ROC table of one setting: fpr + one TPR column per machine type (a DVC plot)."""
+class Setting(NamedTuple):
+    """One model x input x condition to evaluate: its test clips' scores (``column``),
+    its training normals' scores (thresholds) and the stem of its files."""
+
+    rows: pd.DataFrame
+    column: str
+    normals: pd.DataFrame
+    stem: str
+
+
+def _evaluate_setting(job: Setting, cfg: EvaluateParams) -> tuple[dict, dict]:
+    """AUC/pAUC and decision metrics of one setting; writes its ROC table and figures
+    (files of its own, so settings run in parallel workers)."""
+    rows, column, stem = job.rows, job.column, job.stem
+    thresholds = fit_thresholds(job.normals, column, cfg.decision.quantile)
     points = roc_points(rows, column, cfg.roc_points)
     wide = points.pivot(index="fpr", columns="machine_type", values="tpr").reset_index()
     with atomic_path(METRICS / "roc" / f"{stem}.csv") as tmp:
         wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-
-
-def _draw_figures(job: tuple[pd.DataFrame, str, str]) -> None:
-    """ROC curves and score histograms of one setting (two PNGs of its own; run in a worker)."""
-    rows, column, stem = job
     plot_roc(rows, METRICS / "plots" / "roc" / f"{stem}.png", score_column=column, title=stem)
     plot_score_histograms(rows, METRICS / "plots" / "hist" / f"{stem}.png", score_column=column,
                           title=stem)
+    return evaluate_scores(rows, column), decision_metrics(rows, column, thresholds)
 
 
 if __name__ == "__main__":

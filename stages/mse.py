@@ -3,20 +3,19 @@
 The stop target of each clip is its SNR as estimated by the BLSTM (`estimated`),
 the true mixture SNR (`oracle`, an ablation; clean clips use `clean_snr_db`), or
 one `fixed_snr_db` for all. Runs on joblib workers (or a Dask cluster, see
-`parallel`); resumable through data/.work/mse.
+`parallel`); resumable through data/.work/mse. Writes the `mse` params it used to
+data/mse/extraction.json for the model cards (asdlib.model_card).
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
-from typing import Literal
 
 import pandas as pd
 
-from asdlib.extraction import extract_manifest
+from asdlib.extraction import MseInput, extract_manifest, write_mse_input
 from asdlib.manifest import read_manifest, write_manifest
-from asdlib.mse import MseSettings
+from asdlib.model_card import EXTRACTION_FILE
 from asdlib.parallel import ParallelSettings
 
 from stages.common import DATA, params_section, run
@@ -25,15 +24,7 @@ from stages.work import work_dir
 OUT = DATA / "mse"
 
 
-@dataclass(frozen=True)
-class MseParams:
-    snr_source: Literal["estimated", "oracle", "fixed"] = "estimated"
-    fixed_snr_db: float = 0.0
-    clean_snr_db: float = 20.0
-    settings: MseSettings = field(default_factory=MseSettings)
-
-
-def snr_targets(mixtures: pd.DataFrame, cfg: MseParams) -> pd.Series:
+def snr_targets(mixtures: pd.DataFrame, cfg: MseInput) -> pd.Series:
     """The stop target of every mixture, indexed like ``mixtures``."""
     if cfg.snr_source == "fixed":
         return pd.Series(cfg.fixed_snr_db, index=mixtures.index)
@@ -44,7 +35,7 @@ def snr_targets(mixtures: pd.DataFrame, cfg: MseParams) -> pd.Series:
 
 
 def main() -> None:
-    cfg = params_section("mse", MseParams)
+    cfg = params_section("mse", MseInput)
     parallel = params_section("parallel", ParallelSettings)
     mixtures = read_manifest(DATA / "mix" / "manifest.csv")
     tmp = OUT.with_name(".mse.tmp")
@@ -53,6 +44,7 @@ def main() -> None:
                                  parallel)
     extracted["store"] = extracted["store"].str.replace(str(tmp), str(OUT), regex=False)
     write_manifest(extracted, tmp / "manifest.csv")
+    write_mse_input(tmp / EXTRACTION_FILE, cfg)  # the train stages put it on their model cards
     shutil.rmtree(OUT, ignore_errors=True)
     tmp.rename(OUT)
     steps = extracted.groupby("condition")["mse_steps"].mean().round(1)

@@ -9,8 +9,10 @@ Usage: python -m stages.train_<model> <input>   (raw = the mixtures, mse = MSE o
 Checkpoints live in data/.work/train/ so an interrupted run resumes; the stage's
 outputs are the selected model files (data/models/<model>/<input>/<condition>/...)
 with the scores of their training normals (normal_scores.csv: evaluate and `asd score`
-set decision thresholds from it), the scores table data/scores/<model>/<input>.csv and
-the per-epoch training history metrics/training/<model>.<input>.csv (a DVC plot).
+set decision thresholds from it) and a model card (model_card.json: the detector's
+settings and how its input was made, see asdlib.model_card), the scores table
+data/scores/<model>/<input>.csv and the per-epoch training history
+metrics/training/<model>.<input>.csv (a DVC plot).
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from typing import Any, Callable, Optional
 import pandas as pd
 import torch
 
-from asdlib.config import load_yaml, parse
+from asdlib.config import load_yaml, parse, to_dict
 from asdlib.datasets import LoadFn
 from asdlib.detectors.common import Detector
 from asdlib.fileio import atomic_path
 from asdlib.manifest import read_manifest
 from asdlib.metrics import NORMAL_SCORES_FILE, score_table, write_scores
+from asdlib.model_card import EXTRACTION_FILE, ModelCard, read_record, write_model_card
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.progress import bars_off
 from asdlib.store import file_digest, read_row
@@ -94,6 +97,7 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
     detector_params = load_yaml(PARAMS_FILE).get("detectors", {}).get(model)
     settings = parse(settings_cls, detector_params, f"{PARAMS_FILE}: detectors.{model}")  # before any work
     options: dict[str, Any] = {"pretrained_weights": pretrained} if pretrained is not None else {}
+    extraction = read_record(INPUTS["mse"].parent / EXTRACTION_FILE) if input_name == "mse" else None
     manifest = read_manifest(INPUTS[input_name])
     absent = sorted(set(cfg.conditions) - set(manifest["condition"]))
     if absent:
@@ -120,6 +124,8 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
         histories += _histories(job.work, condition)
         _copy_models(job.work, models_out / condition)
         write_scores(models_out / condition / NORMAL_SCORES_FILE, result.normal)
+        write_model_card(models_out / condition,
+                         ModelCard(model, input_name, condition, to_dict(settings), extraction))
     write_scores(DATA / "scores" / model / f"{input_name}.csv", pd.concat([r.test for r in results]))
     with atomic_path(METRICS / "training" / f"{model}.{input_name}.csv") as tmp:
         pd.concat(histories).to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")

@@ -21,7 +21,9 @@ from asdlib.inference import (Extraction, load_detector, read_recording, recordi
                               score_recordings)
 from asdlib.manifest import write_manifest
 from asdlib.decisions import decide, fit_thresholds
+from asdlib.extraction import MseInput
 from asdlib.metrics import CLIP_COLUMNS, NORMAL_SCORES_FILE, read_scores, write_scores
+from asdlib.model_card import MODEL_CARD_FILE, ModelCard, read_model_card, write_model_card
 from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
 from asdlib.models.snr_blstm import SnrBlstmSettings
 from asdlib.models.stgram_mfn import STgramMFNSettings
@@ -242,3 +244,50 @@ def test_bad_input_names_what_is_wrong(corpus, tmp_path, capsys):
     assert "6000 samples, but the model was trained on clips of 8000" in fails(
         str(tmp_path / "fan_only"), str(at_8k), "--resample", "--machine-type", "fan", "--machine-id", "id_00")
     assert not out.exists()
+
+
+def test_model_card_gives_scorer_options_and_how_the_input_was_made(corpus, tmp_path, capsys):
+    """A folder's model_card.json stands in for --params: STgram-MFN's scorer options, and
+    with --extract the MSE settings and a fixed stop target of the training input."""
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(corpus, manifest)
+    test = _split(corpus, "test")
+    settings = _stgram_settings()
+    stgram = STgramMFNDetector(settings)
+    stgram.fit(_split(corpus, "train"), read_recording, tmp_path / "stgram")
+    write_model_card(tmp_path / "stgram", ModelCard("stgram_mfn", "raw", "clean", to_dict(settings)))
+    out = tmp_path / "stgram.csv"
+    assert main(["score", str(tmp_path / "stgram"), "--manifest", str(manifest), "--splits", "test",
+                 "--out", str(out)]) == 0
+    assert "note:" not in capsys.readouterr().out
+    np.testing.assert_allclose(read_scores(out)["score_knn"], stgram.score(test, read_recording)["score_knn"],
+                               rtol=1e-5)  # k 3 from the card (the model file alone gives k 1)
+
+    detector, model_dir = _dense(tmp_path, _split(corpus, "train"))
+    made = MseInput(snr_source="fixed", fixed_snr_db=3.0, settings=MSE)
+    write_model_card(model_dir, ModelCard("dense_ae", "mse", "clean", to_dict(detector.settings), to_dict(made)))
+    assert read_model_card(model_dir).extraction == to_dict(made)
+    base = ["score", str(model_dir), "--manifest", str(manifest), "--splits", "test", "--out", str(out)]
+    assert main(base + ["--extract", "--jobs", "1"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    expected = score_recordings(detector, test, read_recording, Extraction(MSE, snr_db=3.0))
+    np.testing.assert_allclose(read_scores(out)["score"], expected["score"], rtol=1e-6)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"mse": {"settings": to_dict(replace(MSE, max_steps=2))}}))
+    assert main(base + ["--extract", "--params", str(params), "--jobs", "1"]) == 0
+    assert "mse.settings differ from those the model's input was extracted with" in capsys.readouterr().out
+    assert main(base) == 0
+    assert "was trained on mse audio" in capsys.readouterr().out
+
+    write_model_card(model_dir, ModelCard("dense_ae", "mse", "clean", to_dict(detector.settings),
+                                          to_dict(replace(made, snr_source="estimated"))))
+    assert main(base + ["--extract"]) == 2
+    assert "(its input was stopped at estimated SNRs)" in capsys.readouterr().err
+    write_model_card(model_dir, ModelCard("stgram_mfn", "raw", "clean", {}))
+    assert main(base) == 2
+    assert "a card of a stgram_mfn, but" in capsys.readouterr().err
+    (model_dir / MODEL_CARD_FILE).write_text("{not json")
+    assert main(base) == 2
+    assert f"{model_dir / MODEL_CARD_FILE}: not valid JSON" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="extraction must be given for mse input"):
+        ModelCard("dense_ae", "mse", "clean", {})

@@ -11,8 +11,12 @@ import pytest
 import yaml
 from pipeline_repo import copy_repo_with_cache, deep_update, reproduced_repo, sh
 
+from asdlib.config import parse, to_dict
 from asdlib.decisions import decide, fit_thresholds
+from asdlib.detectors.registry import DETECTORS
+from asdlib.extraction import MseInput
 from asdlib.metrics import read_scores
+from asdlib.model_card import read_model_card
 
 
 pytestmark = pytest.mark.timeout(3600)  # one tiny full repro, shared by the session
@@ -71,6 +75,19 @@ def test_repro_writes_decisions_from_training_normals(tiny_repo: Path):
     assert "## Decisions" in (tiny_repo / "metrics" / "summary.md").read_text()
 
 
+def test_model_cards_say_what_each_model_was_trained_on(tiny_repo: Path):
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    made = to_dict(parse(MseInput, params["mse"]))
+    assert json.loads((tiny_repo / "data" / "mse" / "extraction.json").read_text()) == made
+    for model, (settings_cls, _) in DETECTORS.items():
+        for input_name in ("raw", "mse"):
+            for condition in params["train"]["conditions"]:
+                card = read_model_card(tiny_repo / "data" / "models" / model / input_name / condition)
+                assert (card.detector, card.input, card.condition) == (model, input_name, condition)
+                assert card.settings == to_dict(parse(settings_cls, params["detectors"][model]))
+                assert card.extraction == (made if input_name == "mse" else None)
+
+
 def test_second_repro_does_nothing(tiny_repo: Path):
     status = sh(["dvc", "status"], tiny_repo).stdout
     assert "up to date" in status.lower(), status
@@ -102,12 +119,14 @@ def test_typo_in_params_fails_before_work(tiny_repo: Path):
 @pytest.mark.parametrize("model, input_name", [("dense_ae", "raw"), ("stgram_mfn", "mse")])
 def test_asd_score_gives_the_pipelines_scores(tmp_path_factory, tmp_path: Path, model: str, input_name: str):
     """`asd score` on a trained model folder and the mixture manifest reproduces the train
-    stage's scores; for an MSE-input model by extracting from the mixtures as the mse stage."""
+    stage's scores; for an MSE-input model by extracting from the mixtures as the mse stage,
+    with the settings on its model card (no params file)."""
     repo = reproduced_repo(tmp_path_factory)  # read only
     out = tmp_path / "scores.csv"
-    extract = ["--extract", "--snr-model", "data/snr/model/model.pt"] if input_name == "mse" else []
+    settings = (["--extract", "--snr-model", "data/snr/model/model.pt"] if input_name == "mse"
+                else ["--params", "params.yaml"])
     sh(["asd", "score", f"data/models/{model}/{input_name}/0dB", "--manifest", "data/mix/manifest.csv",
-        "--splits", "test", "--conditions", "0dB", "--params", "params.yaml", *extract, "--out", str(out)], repo)
+        "--splits", "test", "--conditions", "0dB", *settings, "--out", str(out)], repo)
     ours = read_scores(out)
     pipeline = read_scores(repo / "data" / "scores" / model / f"{input_name}.csv")
     pipeline = pipeline[pipeline["condition"] == "0dB"].reset_index(drop=True)

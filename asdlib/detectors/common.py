@@ -105,7 +105,7 @@ def model_for(models: dict[str, T], row: pd.Series, detector: str) -> T:
     return entry
 
 
-def training_scores_of(scores: list[pd.DataFrame] | None, detector: str) -> pd.DataFrame:
+def training_scores_of(scores: list[pd.DataFrame], detector: str) -> pd.DataFrame:
     """The training normals' scores gathered by the last :meth:`Detector.fit` (one frame
     per model); an error if no fit ran in this process (a restored detector has none)."""
     if not scores:
