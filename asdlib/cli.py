@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except KeyboardInterrupt:
-        print("asd: interrupted; run the same command again to resume", file=sys.stderr)
+        print(f"asd: interrupted; {args.on_interrupt}", file=sys.stderr)
         return 130
     except (DownloadError, OSError) as exc:
         if os.environ.get("ASD_DEBUG"):
@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--retries", type=int, default=5, help="retries per file on dropped connections (default 5)")
     d.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
     d.add_argument("--dry-run", action="store_true", help="list the files, sizes and an estimated time only")
-    d.set_defaults(run=_download)
+    d.set_defaults(run=_download, on_interrupt="run the same command again to resume")
 
     p = sub.add_parser("prepare", help="write the manifest CSV of a corpus folder",
                        description="Scan a corpus folder strictly and write its manifest CSV "
@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="audioset_music: folder with the segment CSVs (from `asd download audioset_music`)")
     p.add_argument("--out-dir", type=Path, metavar="DIR",
                    help="noisex92: where the 16 kHz WAVs go (default <corpus_dir>/16k)")
-    p.set_defaults(run=_prepare)
+    p.set_defaults(run=_prepare, on_interrupt="run the same command again to resume")
 
     s = sub.add_parser("score", help="score recordings with a trained detector",
                        description="Score audio files, or the clips of a manifest, with a detector the "
@@ -154,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quantile", type=float, metavar="Q",
                    help="decision threshold: this quantile of a gamma fit to each machine ID's training "
                         "normals' scores (default: --params' evaluate.decision.quantile, else 0.9)")
-    s.set_defaults(run=_score)
+    s.set_defaults(run=_score, on_interrupt="nothing was written (the score table is written at the end)")
 
     c = sub.add_parser("compare", help="is one score table's mean AUC really above another's?",
                        description="Mean AUC of two systems scored on the same test clips (e.g. "
@@ -173,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--resamples", type=int, default=2000, help="bootstrap redraws (default 2000)")
     c.add_argument("--confidence", type=float, default=0.95, help="interval coverage (default 0.95)")
     c.add_argument("--seed", type=int, default=0, help="seed of the redraws (default 0)")
-    c.set_defaults(run=_compare)
+    c.set_defaults(run=_compare, on_interrupt="nothing was written")
     return parser
 
 

@@ -151,3 +151,18 @@ def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "asdlib.cli", "download", "--help"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--mirror BASE_URL" in result.stdout
+
+
+def test_interrupt_says_what_is_left(monkeypatch, tmp_path, capsys):
+    """Ctrl-C exits 130 with a line fitting the command: downloads resume, scoring starts over."""
+    import asdlib.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_score", interrupted)
+    monkeypatch.setattr(cli, "_download", interrupted)
+    assert cli.main(["score", str(tmp_path), "--manifest", "m.csv", "--out", "x.csv"]) == 130
+    assert "interrupted; nothing was written" in capsys.readouterr().err
+    assert cli.main(["download", "noisex92", str(tmp_path)]) == 130
+    assert "interrupted; run the same command again to resume" in capsys.readouterr().err
