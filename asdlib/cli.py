@@ -31,7 +31,7 @@ from asdlib.corpora.archives import ArchiveError
 from asdlib.corpora.dcase_layout import CorpusLayoutError, scan_dcase_layout
 from asdlib.corpora.download import DownloadError, DownloadSettings
 from asdlib.decisions import DecisionSettings, decision_metrics
-from asdlib.extraction import MseInput
+from asdlib.extraction import MseRecord
 from asdlib.fileio import atomic_path
 from asdlib.manifest import ManifestError, read_manifest, write_manifest
 from asdlib.metrics import NORMAL_SCORES_FILE, evaluate_scores, read_scores, write_scores
@@ -40,6 +40,7 @@ from asdlib.mse import MseSettings
 from asdlib.parallel import ParallelSettings
 from asdlib.reporting import condition_order
 from asdlib.significance import BootstrapSettings, compare_runs, holm
+from asdlib.store import file_digest
 
 DOWNLOADABLE = ("dcase2020", "mimii", "noisex92", "audioset_music")
 PREPARABLE = ("dcase2020", "mimii", "noisex92", "audioset_music", "folder")
@@ -268,8 +269,9 @@ def _extraction_settings(args: argparse.Namespace, params: Optional[dict],
                          card: Optional[ModelCard]) -> tuple[MseSettings, Optional[Path], Optional[float]]:
     """MSE settings and stop target of ``score --extract``: --params' mse.settings, else the
     model card's; --snr-model or --snr-db, else the card's fixed target if it had one."""
-    made = (parse(MseInput, card.extraction, f"{args.model_dir / MODEL_CARD_FILE}: extraction")
-            if card is not None and card.extraction is not None else None)
+    record = (parse(MseRecord, card.extraction, f"{args.model_dir / MODEL_CARD_FILE}: extraction")
+              if card is not None and card.extraction is not None else None)
+    made = record.params if record is not None else None
     if params is not None:
         mse = parse(MseSettings, (params.get("mse") or {}).get("settings"), f"{args.params}: mse.settings")
         if made is not None and made.settings != mse:
@@ -286,6 +288,10 @@ def _extraction_settings(args: argparse.Namespace, params: Optional[dict],
     if (args.snr_model is None) == (snr_db is None):
         source = f" (its input was stopped at {made.snr_source} SNRs)" if made is not None else ""
         raise UsageError(f"score --extract: give one of --snr-model (the SNR estimator) and --snr-db{source}")
+    if (args.snr_model is not None and record is not None and record.snr_model_sha256
+            and args.snr_model.is_file() and file_digest(args.snr_model) != record.snr_model_sha256):
+        print(f"note: {args.snr_model} is not the SNR estimator whose estimates stopped the extraction of "
+              f"the model's input ({args.model_dir / MODEL_CARD_FILE}); the MSE output will differ from it")
     return mse, args.snr_model, snr_db
 
 

@@ -41,10 +41,19 @@ class MseInput:
     settings: MseSettings = field(default_factory=MseSettings)
 
 
-def write_mse_input(path: str | Path, mse_input: MseInput) -> None:
-    """Record how MSE input was made (JSON, atomic; equal settings give equal bytes),
-    for the model cards of detectors trained on it (:mod:`asdlib.model_card`)."""
-    write_json(path, to_dict(mse_input))
+@dataclass(frozen=True)
+class MseRecord:
+    """How MSE input was made, for the model cards of detectors trained on it
+    (:mod:`asdlib.model_card`): the ``mse`` params and, when the stop targets were the
+    BLSTM's estimates, the sha256 of that estimator's weights file (else empty)."""
+
+    params: MseInput
+    snr_model_sha256: str = ""
+
+
+def write_mse_record(path: str | Path, record: MseRecord) -> None:
+    """Write ``record`` as JSON (atomic; equal records give equal bytes)."""
+    write_json(path, to_dict(record))
 
 
 @dataclass(frozen=True)

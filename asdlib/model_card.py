@@ -5,8 +5,8 @@ The train stages write ``model_card.json`` into every model folder
 (scorer options included, which the weights files do not hold), the input (``raw``
 mixtures or ``mse`` output), the SNR condition and, for MSE input, how the audio was
 extracted: the record the ``mse`` stage writes next to its manifest as
-``extraction.json`` (an :class:`asdlib.extraction.MseInput`, kept here as plain data
-so that cards need no MSE code). ``asd score`` reads the card, so a folder fetched
+``extraction.json`` (an :class:`asdlib.extraction.MseRecord`: the ``mse`` params and
+the SNR estimator's digest; kept here as plain data so that cards need no MSE code). ``asd score`` reads the card, so a folder fetched
 from a remote is scored as it was trained without the params.yaml of the run.
 """
 

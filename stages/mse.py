@@ -3,8 +3,9 @@
 The stop target of each clip is its SNR as estimated by the BLSTM (`estimated`),
 the true mixture SNR (`oracle`, an ablation; clean clips use `clean_snr_db`), or
 one `fixed_snr_db` for all. Runs on joblib workers (or a Dask cluster, see
-`parallel`); resumable through data/.work/mse. Writes the `mse` params it used to
-data/mse/extraction.json for the model cards (asdlib.model_card).
+`parallel`); resumable through data/.work/mse. Writes the `mse` params it used, and
+the digest of the SNR estimator behind `estimated` targets, to data/mse/extraction.json
+for the model cards (asdlib.model_card).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import shutil
 
 import pandas as pd
 
-from asdlib.extraction import MseInput, extract_manifest, write_mse_input
+from asdlib.extraction import MseInput, MseRecord, extract_manifest, write_mse_record
 from asdlib.manifest import read_manifest, write_manifest
 from asdlib.model_card import EXTRACTION_FILE
 from asdlib.parallel import ParallelSettings
+from asdlib.store import file_digest
 
 from stages.common import DATA, params_section, run
 from stages.work import work_dir
 
 OUT = DATA / "mse"
+SNR_MODEL = DATA / "snr" / "model" / "model.pt"  # made the estimates; its digest goes on the model cards
 
 
 def snr_targets(mixtures: pd.DataFrame, cfg: MseInput) -> pd.Series:
@@ -44,7 +47,8 @@ def main() -> None:
                                  parallel)
     extracted["store"] = extracted["store"].str.replace(str(tmp), str(OUT), regex=False)
     write_manifest(extracted, tmp / "manifest.csv")
-    write_mse_input(tmp / EXTRACTION_FILE, cfg)  # the train stages put it on their model cards
+    estimator = file_digest(SNR_MODEL) if cfg.snr_source == "estimated" else ""
+    write_mse_record(tmp / EXTRACTION_FILE, MseRecord(cfg, estimator))  # for the train stages' model cards
     shutil.rmtree(OUT, ignore_errors=True)
     tmp.rename(OUT)
     steps = extracted.groupby("condition")["mse_steps"].mean().round(1)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from asdlib.audio import write_wav
@@ -21,7 +22,7 @@ from asdlib.inference import (Extraction, load_detector, read_recording, recordi
                               score_recordings)
 from asdlib.manifest import write_manifest
 from asdlib.decisions import decide, fit_thresholds
-from asdlib.extraction import MseInput
+from asdlib.extraction import MseInput, MseRecord
 from asdlib.metrics import CLIP_COLUMNS, NORMAL_SCORES_FILE, read_scores, write_scores
 from asdlib.model_card import MODEL_CARD_FILE, ModelCard, read_model_card, write_model_card
 from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
@@ -29,6 +30,7 @@ from asdlib.models.snr_blstm import SnrBlstmSettings
 from asdlib.models.stgram_mfn import STgramMFNSettings
 from asdlib.mse import MseSettings, extract
 from asdlib.snr_estimation import SnrEstimator, SnrEstimatorSettings
+from asdlib.store import file_digest
 from asdlib.training import TrainSettings, save_checkpoint
 
 SR = 16000
@@ -264,7 +266,7 @@ def test_model_card_gives_scorer_options_and_how_the_input_was_made(corpus, tmp_
                                rtol=1e-5)  # k 3 from the card (the model file alone gives k 1)
 
     detector, model_dir = _dense(tmp_path, _split(corpus, "train"))
-    made = MseInput(snr_source="fixed", fixed_snr_db=3.0, settings=MSE)
+    made = MseRecord(MseInput(snr_source="fixed", fixed_snr_db=3.0, settings=MSE))
     write_model_card(model_dir, ModelCard("dense_ae", "mse", "clean", to_dict(detector.settings), to_dict(made)))
     assert read_model_card(model_dir).extraction == to_dict(made)
     base = ["score", str(model_dir), "--manifest", str(manifest), "--splits", "test", "--out", str(out)]
@@ -279,10 +281,21 @@ def test_model_card_gives_scorer_options_and_how_the_input_was_made(corpus, tmp_
     assert main(base) == 0
     assert "was trained on mse audio" in capsys.readouterr().out
 
+    estimator = SnrEstimator(SnrEstimatorSettings(logmel=LogMelSettings(n_mels=16),
+                                                  model=SnrBlstmSettings(n_mels=16, hidden=8)))
+    estimator.save(tmp_path / "snr.pt")
+    estimated = MseRecord(MseInput(settings=MSE), snr_model_sha256=file_digest(tmp_path / "snr.pt"))
     write_model_card(model_dir, ModelCard("dense_ae", "mse", "clean", to_dict(detector.settings),
-                                          to_dict(replace(made, snr_source="estimated"))))
+                                          to_dict(estimated)))
     assert main(base + ["--extract"]) == 2
     assert "(its input was stopped at estimated SNRs)" in capsys.readouterr().err
+    assert main(base + ["--extract", "--snr-model", str(tmp_path / "snr.pt"), "--jobs", "1"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    torch.manual_seed(1)
+    SnrEstimator(SnrEstimatorSettings(logmel=LogMelSettings(n_mels=16), model=SnrBlstmSettings(n_mels=16, hidden=8))
+                 ).save(tmp_path / "other_snr.pt")
+    assert main(base + ["--extract", "--snr-model", str(tmp_path / "other_snr.pt"), "--jobs", "1"]) == 0
+    assert "is not the SNR estimator whose estimates stopped the extraction" in capsys.readouterr().out
     write_model_card(model_dir, ModelCard("stgram_mfn", "raw", "clean", {}))
     assert main(base) == 2
     assert "a card of a stgram_mfn, but" in capsys.readouterr().err

@@ -14,9 +14,10 @@ from pipeline_repo import copy_repo_with_cache, deep_update, reproduced_repo, sh
 from asdlib.config import parse, to_dict
 from asdlib.decisions import decide, fit_thresholds
 from asdlib.detectors.registry import DETECTORS
-from asdlib.extraction import MseInput
+from asdlib.extraction import MseInput, MseRecord
 from asdlib.metrics import read_scores
 from asdlib.model_card import read_model_card
+from asdlib.store import file_digest
 
 
 pytestmark = pytest.mark.timeout(3600)  # one tiny full repro, shared by the session
@@ -77,7 +78,8 @@ def test_repro_writes_decisions_from_training_normals(tiny_repo: Path):
 
 def test_model_cards_say_what_each_model_was_trained_on(tiny_repo: Path):
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
-    made = to_dict(parse(MseInput, params["mse"]))
+    made = to_dict(MseRecord(parse(MseInput, params["mse"]),
+                             file_digest(tiny_repo / "data" / "snr" / "model" / "model.pt")))
     assert json.loads((tiny_repo / "data" / "mse" / "extraction.json").read_text()) == made
     for model, (settings_cls, _) in DETECTORS.items():
         for input_name in ("raw", "mse"):
