@@ -95,12 +95,14 @@ class DenseAEDetector:
         for machine_type, rows in train_rows.groupby("machine_type", sort=True):
             machine_type = str(machine_type)
             train, val = split_train_val(rows, s.train.val_fraction, s.train.seed)
-            train_clips = self._vectors(train, load, f"{self.name}/{machine_type} features")
-            val_clips = self._vectors(val, load, f"{self.name}/{machine_type} val")
-            vectors = torch.cat(train_clips)
+            vectors, counts = self._vectors(train, load, f"{self.name}/{machine_type} features")
             centre, scale = vectors.mean(dim=0), vectors.std().clamp(min=1e-3)
             train_set = TensorDataset((vectors - centre) / scale)
-            val_set = TensorDataset((torch.cat(val_clips) - centre) / scale) if val_clips else None
+            del vectors  # features can be gigabytes on real corpora: keep only the normalised copy
+            val_set, val_counts = None, []
+            if len(val):
+                val_vectors, val_counts = self._vectors(val, load, f"{self.name}/{machine_type} val")
+                val_set = TensorDataset((val_vectors - centre) / scale)
             seed_everything(s.train.seed)
             model = self._new_model()
             extra = {"config": s.config(), "machine_type": machine_type, "train_clips": clip_ids_hash(rows),
@@ -111,7 +113,10 @@ class DenseAEDetector:
             save_checkpoint(folder / MODEL_FILE, model, extra=extra)
             self.models[machine_type] = (model.eval(), centre, scale)
             clips = pd.concat([train, val])
-            errors = [self._error(model, (v - centre) / scale) for v in train_clips + val_clips]
+            clip_vectors = train_set.tensors[0].split(counts)  # views, per clip
+            if val_set is not None:
+                clip_vectors += val_set.tensors[0].split(val_counts)
+            errors = [self._error(model, v) for v in clip_vectors]
             self._training_scores.append(scores_frame(list(map(str, clips["clip_id"])), {"score": errors}))
         return results
 
@@ -146,8 +151,10 @@ class DenseAEDetector:
                                 f"{self.settings.n_frames} stacked per vector")
         return stack_frames(mel, self.settings.n_frames)
 
-    def _vectors(self, rows: pd.DataFrame, load: LoadFn, desc: str) -> list[torch.Tensor]:
-        return [self._clip_vectors(row, load) for row in iter_rows(rows, desc)]
+    def _vectors(self, rows: pd.DataFrame, load: LoadFn, desc: str) -> tuple[torch.Tensor, list[int]]:
+        """Every clip's vectors, concatenated, and how many each clip has."""
+        clips = [self._clip_vectors(row, load) for row in iter_rows(rows, desc)]
+        return torch.cat(clips), [len(c) for c in clips]
 
     @torch.no_grad()
     def _error(self, model: DenseAE, vectors: torch.Tensor) -> float:
