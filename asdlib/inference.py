@@ -125,7 +125,8 @@ def score_recordings(detector: Detector, rows: pd.DataFrame, load: LoadFn, extra
         if extraction is not None:
             targets = (stored_estimates(estimator.predict(waves)) if estimator is not None
                        else [float(extraction.snr_db)] * len(waves))
-            jobs = [(wave, float(target), str(clip_id)) for wave, target, clip_id in zip(waves, targets, part["clip_id"])]
+            jobs = [(wave, float(target), str(clip_id))
+                    for wave, target, clip_id in zip(waves, targets, part["clip_id"])]
             waves = list(parallel_map(partial(_extracted, settings=extraction.settings), jobs, parallel,
                                       desc="MSE", total=len(jobs)))
         by_clip = dict(zip(part["clip_id"], waves))

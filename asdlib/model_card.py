@@ -6,8 +6,9 @@ The train stages write ``model_card.json`` into every model folder
 mixtures or ``mse`` output), the SNR condition and, for MSE input, how the audio was
 extracted: the record the ``mse`` stage writes next to its manifest as
 ``extraction.json`` (an :class:`asdlib.extraction.MseRecord`: the ``mse`` params and
-the SNR estimator's digest; kept here as plain data so that cards need no MSE code). ``asd score`` reads the card, so a folder fetched
-from a remote is scored as it was trained without the params.yaml of the run.
+the SNR estimator's digest; kept here as plain data so that cards need no MSE code).
+``asd score`` reads the card, so a folder fetched from a remote is scored as it was
+trained without the params.yaml of the run.
 """
 
 from __future__ import annotations

@@ -15,10 +15,11 @@ A later call with the same model class, parameter shapes, settings (apart from
 ``epochs``, ``device`` and ``num_threads``, which do not change the trajectory)
 and ``extra`` resumes after the last completed epoch and ends, on CPU, with
 exactly the weights of an uninterrupted run with the same thread count (another
-count splits floating-point sums differently, so the weights differ in the last bits). The learning rate is a pure function
-of the epoch (:func:`epoch_lr`), so there is no scheduler state to carry; a resume
-is refused (and training starts over, logged) if the rates already used differ from
-those the new settings give, e.g. a cosine schedule stretched to more epochs.
+count splits floating-point sums differently, so the weights differ in the last bits).
+The learning rate is a pure function of the epoch (:func:`epoch_lr`), so there is no
+scheduler state to carry; a resume is refused (and training starts over, logged) if
+the rates already used differ from those the new settings give, e.g. a cosine
+schedule stretched to more epochs.
 
 A NaN or infinite loss stops training with :class:`TrainingDiverged`; the files of
 the last good epoch are left as they were.

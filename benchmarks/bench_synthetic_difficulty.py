@@ -142,7 +142,8 @@ def main() -> None:
                     auc_pair([det[s] for s in normal], [det[s] for s in these])[0],
                     auc_pair([rms_db[s] for s in normal], [rms_db[s] for s in these])[0],
                     len(these)))
-    print(f"detector: {args.detector} ({'%d epochs' % args.epochs if args.detector == 'ae' else '%d components' % args.pca_components}),"
+    size = f"{args.epochs} epochs" if args.detector == "ae" else f"{args.pca_components} components"
+    print(f"detector: {args.detector} ({size}),"
           f" train+score {time.perf_counter() - start:.1f} s")
 
     print(f"\n{'type':8s} {'id':6s} {'AUC':>6s} {'pAUC':>6s} {'RMS AUC':>8s} {'|z| RMS AUC':>12s}")
@@ -163,7 +164,8 @@ def main() -> None:
     print("\nAUC per fault kind (each ID's normal test clips vs its clips with that fault; mean over IDs)")
     print(f"  {'type':8s} {'fault':14s} {'AUC':>6s} {'RMS AUC':>8s}")
     for (machine_type, kind), values in sorted(by_kind.items()):
-        det_auc, rms_auc, n = np.mean([v[0] for v in values]), np.mean([v[1] for v in values]), sum(v[2] for v in values)
+        det_auc, rms_auc = np.mean([v[0] for v in values]), np.mean([v[1] for v in values])
+        n = sum(v[2] for v in values)
         print(f"  {machine_type:8s} {kind:14s} {det_auc:6.3f} {rms_auc:8.3f}  ({n} clips)")
 
 

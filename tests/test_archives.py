@@ -46,7 +46,8 @@ def test_packaged_list_has_all_dcase_and_mimii_archives():
     assert by_name["dev_data_fan.zip"].size == 1354774772
     assert by_name["eval_data_test_ToyConveyor.zip"].md5 == "ccfcc9847c7d3404d7ee9d6d9e0b2ba2"
     mimii = corpora["mimii"]
-    assert {e.name for e in mimii} == {f"{s}_dB_{t}.zip" for s in (-6, 0, 6) for t in ("fan", "pump", "slider", "valve")}
+    types = ("fan", "pump", "slider", "valve")
+    assert {e.name for e in mimii} == {f"{s}_dB_{t}.zip" for s in (-6, 0, 6) for t in types}
     assert all(e.url == f"https://zenodo.org/record/3384388/files/{e.name}" for e in mimii)
     assert {e.name: e.md5 for e in mimii}["-6_dB_fan.zip"] == "f02ae808a58d84b6815b7ec38ff30879"
     assert len(corpora["noisex92"]) == 15

@@ -105,7 +105,8 @@ def test_wrong_checksum_leaves_nothing(tmp_path, http_server, payload):
     url, data, md5 = payload
     http_server.mode = "wrong_bytes"
     dest = tmp_path / "blob.zip"
-    with pytest.raises(ChecksumError, match=rf"{url}: downloaded data does not match \(md5 [0-9a-f]+ != expected {md5}"):
+    expected = rf"{url}: downloaded data does not match \(md5 [0-9a-f]+ != expected {md5}"
+    with pytest.raises(ChecksumError, match=expected):
         download_file(url, dest, md5=md5, size=len(data), settings=FAST)
     assert _no_leftovers(dest)
 

@@ -212,10 +212,11 @@ def test_s3_push_then_fresh_clone_reuses(origin: Path, s3_server, local_only_net
 
 @pytest.mark.parametrize("failure", ["closed port", "refused credentials"])
 def test_s3_failures_are_reported_and_lose_nothing(origin: Path, s3_server, local_only_network,
-                                                   tmp_path: Path, failure: str):
+                                                   tmp_path: Path, failure: str, monkeypatch):
     endpoint, key_id, secret, bucket = s3_server
     if failure == "closed port":
         endpoint, expected = f"http://127.0.0.1:{_free_port()}", "could not connect"
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # a retried refusal only adds backoff: pull 27 s -> 1 s
     else:
         secret, expected = "not-the-secret", "forbidden"
     repo = copy_repo_with_cache(origin, tmp_path / "origin")

@@ -259,7 +259,8 @@ def test_compare_systems_and_its_markdown():
     for cell in unbolded:  # every cell without bold has an interval holding zero
         low, high = (float(v) for v in cell.split("[")[1].rstrip("] ").split(","))
         assert low <= 0 <= high
-    metrics = {"dense_ae": {"raw": {"clean": evaluate_scores(systems[("dense_ae", "raw")][0].query("condition == 'clean'"))}}}
+    clean = systems[("dense_ae", "raw")][0].query("condition == 'clean'")
+    metrics = {"dense_ae": {"raw": {"clean": evaluate_scores(clean)}}}
     summary = summary_markdown(metrics, after_overall=text)
     assert summary.index("## Are the differences real?") < summary.index("## Per machine type")
 
@@ -268,8 +269,9 @@ def test_a_system_scoring_other_clips_is_an_error_naming_its_file():
     systems = _systems()
     raw = systems[("chance", "raw")][0]
     systems[("chance", "raw")] = (raw.iloc[1:], "score", "chance/raw.csv")
-    with pytest.raises(MetricsError, match=r"chance/raw.csv score \(clean\): no score for clip fan_id_00_normal_0@clean "
-                                          r"of dense_ae/raw.csv \(clean\)"):
+    expected = (r"chance/raw.csv score \(clean\): no score for clip fan_id_00_normal_0@clean "
+                r"of dense_ae/raw.csv \(clean\)")
+    with pytest.raises(MetricsError, match=expected):
         compare_systems(systems, ("dense_ae", "raw"), FAST)
 
 

@@ -180,7 +180,8 @@ def _snr_folders(corpus_dir: Path) -> dict[str, Path]:
         if p.is_dir() and m:
             level = f"{int(m.group(1))}dB"
             if level in found:
-                raise CorpusLayoutError(f"{corpus_dir}: two folders for SNR level {level}: {found[level].name}, {p.name}")
+                raise CorpusLayoutError(
+                    f"{corpus_dir}: two folders for SNR level {level}: {found[level].name}, {p.name}")
             found[level] = p
     return found
 
