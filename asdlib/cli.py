@@ -9,9 +9,9 @@ detector, compare two systems' scores.
     asd compare  <a_run1.csv> <a_run2.csv> ... --vs <b_run1.csv> <b_run2.csv> ...
 
 Exit status: 0 on success, 2 on bad input (unknown corpus or option value, missing
-folder, corpus layout problems), 1 when a download or extraction fails (network,
-checksum, disk). Expected errors print one line, no traceback; set ``ASD_DEBUG=1``
-to see the traceback.
+folder, archive list or corpus layout problems), 1 when a download or extraction fails
+(network, checksum, corrupt or unsafe archive, disk). Expected errors print one line,
+no traceback; set ``ASD_DEBUG=1`` to see the traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pandas as pd
 
 from asdlib.config import load_yaml, parse
 from asdlib.corpora import archives, audioset_music, dcase2020, mimii, noisex92
-from asdlib.corpora.archives import ArchiveError
+from asdlib.corpora.archives import ArchiveError, ExtractionError
 from asdlib.corpora.dcase_layout import CorpusLayoutError, scan_dcase_layout
 from asdlib.corpora.download import DownloadError, DownloadSettings
 from asdlib.decisions import DecisionSettings, decision_metrics
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"asd: interrupted; {args.on_interrupt}", file=sys.stderr)
         return 130
-    except (DownloadError, OSError) as exc:
+    except (DownloadError, ExtractionError, OSError) as exc:
         if os.environ.get("ASD_DEBUG"):
             raise
         print(f"asd: error: {exc}", file=sys.stderr)

@@ -37,7 +37,11 @@ def from_rows(rows: Iterable[Mapping], source: str = "manifest") -> pd.DataFrame
 
 
 def validate(df: pd.DataFrame, source: str = "manifest") -> pd.DataFrame:
-    """Check columns and values; return ``df`` with normalised dtypes."""
+    """Check columns and values; return ``df`` with normalised dtypes.
+
+    Every clip needs a non-empty ``path`` and a whole, non-negative ``channel``; errors name
+    ``source`` and the first offending rows (counted from 1 after the header).
+    """
     missing = [c for c in BASE_COLUMNS if c not in df.columns]
     if missing:
         raise ManifestError(f"{source}: missing columns {missing}")
@@ -55,9 +59,25 @@ def validate(df: pd.DataFrame, source: str = "manifest") -> pd.DataFrame:
         raise ManifestError(f"{source}: machine_id must look like id_00, got {sorted(set(bad_ids))[:3]}")
     if df["clip_id"].astype(str).str.contains("/").any():
         raise ManifestError(f"{source}: clip_id must not contain '/'")
+    no_path = df["path"].isna() | (df["path"].astype(str).str.strip() == "")
+    if no_path.any():
+        raise ManifestError(f"{source}: empty path in {_rows(df, no_path)}")
+    channel = pd.to_numeric(df["channel"], errors="coerce")
+    bad_channel = channel.isna() | (channel % 1 != 0) | (channel < 0)
+    if bad_channel.any():
+        values = ["" if pd.isna(v) else str(v) for v in df.loc[bad_channel, "channel"][:3]]
+        raise ManifestError(f"{source}: channel must be a whole number >= 0, got {values} in "
+                            f"{_rows(df, bad_channel)}")
     df = df.copy()
-    df["channel"] = df["channel"].astype(int)
+    df["channel"] = channel.astype(int)
     return df
+
+
+def _rows(df: pd.DataFrame, mask: pd.Series) -> str:
+    """The first rows where ``mask`` holds, as 'row N (clip_id ...)', for error messages."""
+    positions = [i for i, flagged in enumerate(mask) if flagged]
+    shown = ", ".join(f"row {i + 1} (clip_id {df['clip_id'].iloc[i]!r})" for i in positions[:3])
+    return shown + (f" and {len(positions) - 3} more" if len(positions) > 3 else "")
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:

@@ -8,12 +8,14 @@ import re
 import stat
 import tarfile
 import zipfile
+from dataclasses import replace
 
 import pytest
 
 from asdlib.corpora.archives import (
     ArchiveEntry,
     ArchiveError,
+    ExtractionError,
     corpus_archives,
     fetch_archive,
     load_archive_list,
@@ -21,7 +23,7 @@ from asdlib.corpora.archives import (
     with_mirror,
 )
 from asdlib.corpora.dcase2020 import dcase2020_entries
-from asdlib.corpora.download import ChecksumError, DownloadSettings, read_lock
+from asdlib.corpora.download import ChecksumError, DownloadError, DownloadSettings, completion_marker, read_lock
 from asdlib.corpora.mimii import download_mimii, mimii_entries
 from fake_corpora import archive_list_for, make_dcase_archive, make_mimii_archive, write_archive_list
 
@@ -188,6 +190,31 @@ def test_corrupt_member_leaves_no_partial_tree(tmp_path):
     assert _files_under(dest) == [] and list(dest.iterdir()) == []
 
 
+def test_damaged_compressed_data_names_the_archive(tmp_path):
+    archive = tmp_path / "deflated.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("fan/train/normal_id_00_00000000.wav", b"hello world " * 50_000)
+    raw = bytearray(archive.read_bytes())
+    start = 30 + len("fan/train/normal_id_00_00000000.wav") + 5  # inside the deflate stream
+    raw[start:start + 20] = bytes(b ^ 0xFF for b in raw[start:start + 20])
+    archive.write_bytes(bytes(raw))
+    dest = tmp_path / "dev_data"
+    with pytest.raises(ExtractionError, match=rf"{re.escape(str(archive))}: corrupt archive \(Error -3"):
+        safe_extract(archive, dest)
+    assert _files_under(dest) == []
+
+
+def test_unsupported_compression_method_names_the_archive(tmp_path):
+    archive = _zip(tmp_path / "method99.zip", [("fan/train/a.wav", b"x", 0o100644)])
+    raw = bytearray(archive.read_bytes())
+    central = raw.index(b"PK\x01\x02")
+    raw[central + 10:central + 12] = (99).to_bytes(2, "little")  # compression method 99 (AES): no decoder
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(ExtractionError, match=rf"{re.escape(str(archive))}: cannot extract: .*compression method"):
+        safe_extract(archive, tmp_path / "dev_data")
+    assert _files_under(tmp_path / "dev_data") == []
+
+
 def test_not_an_archive(tmp_path):
     (tmp_path / "x.zip").write_bytes(b"plain text")
     with pytest.raises(ArchiveError, match="not a zip or tar archive"):
@@ -226,6 +253,88 @@ def test_fetch_without_keeping_archive_and_re_extract_when_data_vanished(tmp_pat
     shutil.rmtree(target / "dev_data" / "pump" / "test")
     fetch_archive(entry, target, settings=FAST)
     assert len(http_server.requests) == 1 and (target / "dev_data" / "pump" / "test").is_dir()
+
+
+def test_remove_archives_deletes_an_archive_extracted_by_an_earlier_run(tmp_path, http_server):
+    archive = make_dcase_archive(http_server.directory, "fan", "dev", [0], n_per_id=1)
+    entry = _served_entry(http_server, archive)
+    target = tmp_path / "corpus"
+    fetch_archive(entry, target, settings=FAST)
+    kept = target / "archives" / archive.name
+    assert kept.is_file() and completion_marker(kept).is_file()
+    http_server.requests.clear()
+    fetch_archive(entry, target, settings=FAST, keep_archive=False)
+    assert not kept.exists() and not completion_marker(kept).exists()
+    assert http_server.requests == [] and len(_files_under(target / "dev_data")) == 3
+
+
+def _two_versions(http_server):
+    """The same archive name in two versions (v2: fewer files), served under /v1 and /v2."""
+    v1 = make_dcase_archive(http_server.directory / "v1", "fan", "dev", [0, 2], n_per_id=2)
+    v2 = make_dcase_archive(http_server.directory / "v2", "fan", "dev", [0], n_per_id=1)
+    return [ArchiveEntry(**archive_list_for("dcase2020", [path], f"{http_server.url}/{version}")["dcase2020"][0])
+            for version, path in (("v1", v1), ("v2", v2))]
+
+
+def test_changed_archive_list_replaces_the_stale_extraction(tmp_path, http_server):
+    old, new = _two_versions(http_server)
+    pump = make_dcase_archive(http_server.directory, "pump", "dev", [0], n_per_id=1)
+    target = tmp_path / "corpus"
+    fetch_archive(old, target, settings=FAST, keep_archive=False)
+    fetch_archive(_served_entry(http_server, pump), target, settings=FAST)
+    assert len(_files_under(target / "dev_data" / "fan")) == 12
+    fetch_archive(new, target, settings=FAST, keep_archive=False)
+    assert _files_under(target / "dev_data" / "fan") == [
+        "test/anomaly_id_00_00000000.wav", "test/normal_id_00_00000000.wav", "train/normal_id_00_00000000.wav"]
+    assert len(_files_under(target / "dev_data" / "pump")) == 3  # another archive's data is kept
+    assert json.loads((target / ".extracted" / f"{new.name}.json").read_text())["md5"] == new.md5
+    http_server.requests.clear()
+    fetch_archive(new, target, settings=FAST)
+    assert http_server.requests == []
+
+
+def test_a_folder_shared_with_another_extraction_is_not_removed(tmp_path, http_server):
+    old, new = _two_versions(http_server)
+    extra = _zip(http_server.directory / "extra_fan.zip", [("fan/train/extra.wav", b"x", 0o100644)])
+    extra_entry = replace(_served_entry(http_server, extra), extract_to="dev_data")
+    target = tmp_path / "corpus"
+    fetch_archive(old, target, settings=FAST)
+    fetch_archive(extra_entry, target, settings=FAST)
+    fetch_archive(new, target, settings=FAST)
+    assert (target / "dev_data" / "fan" / "train" / "extra.wav").is_file()
+    assert not (target / "dev_data" / "fan" / "test" / "normal_id_02_00000000.wav").exists()
+
+
+def test_marker_without_checksums_is_verified_against_the_archive(tmp_path, http_server):
+    archive = make_dcase_archive(http_server.directory, "fan", "dev", [0], n_per_id=1)
+    entry = _served_entry(http_server, archive)
+    target = tmp_path / "corpus"
+    marker = target / ".extracted" / f"{archive.name}.json"
+    fetch_archive(entry, target, settings=FAST)
+    old_style = {k: v for k, v in json.loads(marker.read_text()).items() if k in ("archive", "size", "members",
+                                                                                  "folders")}
+    marker.write_text(json.dumps(old_style))
+    own_file = target / "dev_data" / "fan" / "train" / "mine.txt"  # gone if the folder were re-extracted
+    own_file.write_text("x")
+    http_server.requests.clear()
+    fetch_archive(entry, target, settings=FAST)  # the verified archive is the one extracted
+    assert http_server.requests == [] and own_file.exists()
+    assert json.loads(marker.read_text())["md5"] == entry.md5
+    fetch_archive(entry, target, settings=FAST, keep_archive=False)
+    marker.write_text(json.dumps(old_style))
+    fetch_archive(entry, target, settings=FAST)  # archive gone: only a download can verify
+    assert len(http_server.requests) == 1 and not own_file.exists()
+    assert json.loads(marker.read_text())["md5"] == entry.md5
+
+
+def test_bad_lock_file_entry_names_the_lock_file(tmp_path, http_server):
+    (http_server.directory / "white.mat").write_bytes(b"x" * 100)
+    entry = ArchiveEntry(name="white.mat", url=f"{http_server.url}/white.mat")
+    lock = tmp_path / "noisex92.lock.json"
+    lock.write_text(json.dumps({"white.mat": {"sha256": "sha256:ABCDEF"}}))
+    with pytest.raises(DownloadError, match=rf"{re.escape(str(lock))}: white.mat: sha256 must be 64 hex digits"):
+        fetch_archive(entry, tmp_path / "t", settings=FAST, lock=lock)
+    assert http_server.requests == []
 
 
 def test_lock_pins_sha256_of_unpublished_files(tmp_path, http_server):

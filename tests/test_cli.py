@@ -109,6 +109,25 @@ def test_mirror_rewrites_packaged_urls_and_checksum_failure_exits_1(tmp_path, ht
     assert not (tmp_path / "t" / "archives" / "dev_data_fan.zip").exists()
 
 
+def test_corrupt_archive_exits_1_naming_it(tmp_path, http_server, capsys):
+    """An archive that downloads fine but cannot be extracted is a failed extraction (1), not bad input (2)."""
+    import zipfile
+
+    archive = http_server.directory / "dev_data_fan.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("fan/train/normal_id_00_00000000.wav", b"hello world " * 50_000)
+    raw = bytearray(archive.read_bytes())
+    raw[80:100] = bytes(b ^ 0xFF for b in raw[80:100])  # damage the deflate stream
+    archive.write_bytes(bytes(raw))
+    listing = write_archive_list(tmp_path / "list.json", archive_list_for("dcase2020", [archive], http_server.url))
+    target = tmp_path / "t"
+    code = main(["download", "dcase2020", str(target), "--types", "fan", "--parts", "dev",
+                 "--manifest", str(listing), *FAST])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{target / 'archives' / 'dev_data_fan.zip'}: corrupt archive" in err
+    assert "Traceback" not in err and not (target / ".extracted").exists()
+
+
 def test_dry_run_lists_sizes_without_network(capsys, tmp_path):
     assert main(["download", "dcase2020", str(tmp_path), "--types", "fan", "--parts", "dev", "eval_train",
                  "--dry-run"]) == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -16,7 +18,9 @@ from asdlib.corpora.download import (
     completion_marker,
     download_file,
     part_path,
+    validator_path,
 )
+from http_server import FileServer, _handler
 
 FAST = DownloadSettings(retries=3, backoff_s=0.0, timeout_s=5.0, chunk_bytes=4096, progress=False)
 
@@ -27,6 +31,42 @@ def payload(http_server):
     data = bytes((i * 7919) % 251 for i in range(100_000))
     (http_server.directory / "blob.zip").write_bytes(data)
     return f"{http_server.url}/blob.zip", data, hashlib.md5(data).hexdigest()
+
+
+@pytest.fixture
+def etag_server(tmp_path_factory):
+    """The server of tests/http_server.py plus a strong ETag per file and ``If-Range``: a request whose
+    If-Range is not the current ETag gets the whole file (200). ``server.sent`` lists (Range, If-Range)."""
+    state = FileServer(tmp_path_factory.mktemp("served"))
+    state.sent = []
+
+    class Handler(_handler(state)):
+        def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            path = state.directory / self.path.lstrip("/")
+            self.etag = f'"{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"' if path.is_file() else None
+            state.sent.append((self.headers.get("Range"), self.headers.get("If-Range")))
+            if self.headers.get("If-Range") not in (None, self.etag):
+                del self.headers["Range"]
+            super().do_GET()
+
+        def end_headers(self) -> None:
+            if self.etag:
+                self.send_header("ETag", self.etag)
+            super().end_headers()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def _etag(data):
+    return f'"{hashlib.sha256(data).hexdigest()[:16]}"'
 
 
 def _no_leftovers(dest):
@@ -82,6 +122,41 @@ def test_dropped_connection_is_retried_with_resume(tmp_path, http_server, payloa
     assert dest.read_bytes() == data
     ranges = [r for _, r in http_server.requests]
     assert len(ranges) == 2 and ranges[0] is None and ranges[1] == f"bytes={len(data) // 2}-"
+
+
+def test_resume_sends_if_range_with_the_etag_of_the_first_response(tmp_path, etag_server):
+    data = bytes(range(256)) * 400
+    (etag_server.directory / "list.csv").write_bytes(data)
+    etag_server.mode = "drop_once"
+    dest = tmp_path / "list.csv"
+    download_file(f"{etag_server.url}/list.csv", dest, settings=FAST)  # no checksum to catch a splice
+    assert dest.read_bytes() == data
+    assert etag_server.sent == [(None, None), (f"bytes={len(data) // 2}-", _etag(data))]
+    assert not validator_path(part_path(dest)).exists()
+
+
+def test_file_changed_between_runs_restarts_instead_of_splicing(tmp_path, etag_server):
+    old, new = bytes(range(256)) * 400, bytes(reversed(range(256))) * 400
+    served = etag_server.directory / "list.csv"
+    served.write_bytes(old)
+    etag_server.mode = "drop_once"
+    dest = tmp_path / "list.csv"
+    once = DownloadSettings(retries=0, backoff_s=0.0, timeout_s=5.0, progress=False)
+    with pytest.raises(DownloadError, match="partial data kept"):
+        download_file(f"{etag_server.url}/list.csv", dest, settings=once)
+    served.write_bytes(new)  # upstream changed while the part waited
+    result = download_file(f"{etag_server.url}/list.csv", dest, settings=FAST)
+    assert dest.read_bytes() == new and result.sha256 == hashlib.sha256(new).hexdigest()
+    assert etag_server.sent[-1] == (f"bytes={len(old) // 2}-", _etag(old))  # answered 200: whole new file
+
+
+def test_part_without_validator_or_checksum_starts_from_zero(tmp_path, http_server, payload):
+    url, data, _ = payload
+    dest = tmp_path / "blob.zip"
+    part_path(dest).write_bytes(b"\x00" * 30_000)  # from an unknown version of the file
+    download_file(url, dest, settings=FAST)
+    assert dest.read_bytes() == data
+    assert http_server.requests == [("/blob.zip", None)]
 
 
 def test_dropped_connection_without_known_size_is_detected(tmp_path, http_server, payload):

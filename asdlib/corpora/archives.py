@@ -15,11 +15,14 @@ Extraction refuses the whole archive before writing anything if any member would
 land outside the destination (absolute paths, ``..``, drive letters) or is a
 link or special file; members are written into a hidden temporary folder inside
 the destination and moved into place only when all of them were extracted.
+Problems with the list raise :class:`ArchiveError`; problems with a downloaded
+archive (corrupt, unsafe, disk errors) raise its subclass :class:`ExtractionError`.
 """
 
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import re
 import shutil
@@ -27,9 +30,10 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Mapping, Sequence
 
 from tqdm import tqdm
 
@@ -48,6 +52,11 @@ _ENTRY_KEYS = {"name", "url", "size", "md5", "sha256", "machine_type", "part", "
 
 class ArchiveError(ValueError):
     """An archive list or an archive is unusable; the message names the file and member."""
+
+
+class ExtractionError(ArchiveError):
+    """A downloaded archive cannot be extracted (corrupt, unsafe member, disk error): a failed
+    download or extraction rather than bad input; the message names the archive or folder."""
 
 
 @dataclass(frozen=True)
@@ -138,38 +147,61 @@ def fetch_archive(
     go to ``<target>/<name>``. A finished entry costs a few ``stat`` calls and no
     network. Entries without a published checksum are pinned in ``lock`` (sha256
     recorded on first download, enforced afterwards) when a lock file is given.
+
+    The marker records the size, md5 and sha256 of the archive extracted. When the entry
+    (another archive list or mirror) or its pinned sha256 expects other values, the new
+    archive is downloaded and extracted in place of the folders the old marker lists that
+    no other extraction shares (see :func:`safe_extract`). A marker from before these were
+    recorded cannot be compared, so the archive is verified again: kept without
+    re-extraction when the archive still in ``archives/`` passes verification without a
+    download and has the size the marker recorded (it is then the file that was extracted,
+    as only the download just before an extraction writes it); otherwise downloaded and
+    extracted again. With ``keep_archive`` false the archive and its completion record are
+    deleted, also when an earlier run extracted it.
     """
     target_dir = Path(target_dir)
     if entry.extract_to is None:
         return _download(entry, target_dir / entry.name, settings, lock).path
     dest = target_dir / entry.extract_to
     marker = target_dir / ".extracted" / f"{entry.name}.json"
-    if is_extracted(marker, dest):
-        return dest
     archive = target_dir / "archives" / entry.name
-    _download(entry, archive, settings, lock)
-    safe_extract(archive, dest, marker=marker)
+    record = extraction_record(marker, dest)
+    same = _same_archive(record, entry, lock) if record is not None else False
+    if not same:
+        result = _download(entry, archive, settings, lock)
+        identity = {"extract_to": entry.extract_to, "md5": result.md5, "sha256": result.sha256}
+        if same is None and not result.fetched and result.size == record.get("size"):
+            write_json(marker, {**record, **identity})
+        else:
+            replace = _own_folders(record, marker, dest, entry.extract_to) if record is not None else []
+            safe_extract(archive, dest, marker=marker, record=identity, replace=replace)
     if not keep_archive:
-        archive.unlink()
+        archive.unlink(missing_ok=True)
         completion_marker(archive).unlink(missing_ok=True)
     return dest
 
 
-def is_extracted(marker: Path, dest: Path) -> bool:
-    """True when ``marker`` records an extraction into ``dest`` whose folders still exist."""
+def extraction_record(marker: Path, dest: Path) -> dict | None:
+    """The record of ``marker`` when it lists folders of ``dest`` that all still exist, else ``None``."""
     try:
         record = json.loads(Path(marker).read_text(encoding="utf-8"))
         folders = record["folders"]
+        complete = all((Path(dest) / f).is_dir() for f in folders)
     except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return all((Path(dest) / f).is_dir() for f in folders)
+        return None
+    return record if complete else None
 
 
-def safe_extract(archive: Path, dest: Path, *, marker: Path | None = None) -> list[str]:
+def safe_extract(archive: Path, dest: Path, *, marker: Path | None = None, record: Mapping | None = None,
+                 replace: Sequence[str] = ()) -> list[str]:
     """Extract a zip or tar archive into ``dest`` safely; return the folders it filled.
 
-    Raises :class:`ArchiveError` (writing nothing) for unsafe members, and for
+    Raises :class:`ExtractionError` (writing nothing) for unsafe members, and for
     corrupt archives or disk errors (leaving ``dest`` without a half-moved tree).
+    ``replace`` names folders under ``dest`` (left by an older archive) that are removed
+    once every member was extracted, just before the new tree is moved in, so files the
+    new archive lacks do not linger. ``marker`` is removed before ``dest`` changes and
+    written (with the fields of ``record`` added) when the tree is in place.
     """
     archive, dest = Path(archive), Path(dest)
     members = _members(archive)
@@ -180,14 +212,17 @@ def safe_extract(archive: Path, dest: Path, *, marker: Path | None = None) -> li
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=dest, prefix=f".extract-{archive.name}-"))
     except OSError as exc:
-        raise ArchiveError(f"{dest}: cannot create extraction folder ({exc})") from exc
+        raise ExtractionError(f"{dest}: cannot create extraction folder ({exc})") from exc
     try:
         _write_members(archive, members, tmp)
+        if marker is not None:
+            Path(marker).unlink(missing_ok=True)
+        _remove_folders(dest, replace)
         _merge_move(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if marker is not None:
-        write_json(marker, {"archive": archive.name, "size": archive.stat().st_size,
+        write_json(marker, {**(record or {}), "archive": archive.name, "size": archive.stat().st_size,
                             "members": len(members), "folders": folders})
     return folders
 
@@ -219,25 +254,83 @@ def _entry(raw: object, where: str) -> ArchiveEntry:
     return ArchiveEntry(**{k: raw.get(k) for k in _ENTRY_KEYS})
 
 
+def _pin(entry: ArchiveEntry, lock: Path | None) -> dict | None:
+    """The lock file's record of an entry without a published checksum (``None`` when there is none)."""
+    if lock is None or entry.md5 is not None or entry.sha256 is not None:
+        return None
+    return read_lock(lock).get(entry.name)
+
+
 def _download(entry: ArchiveEntry, dest: Path, settings: DownloadSettings | None, lock: Path | None):
-    sha256 = entry.sha256
     unverified = entry.md5 is None and entry.sha256 is None
-    pinned = read_lock(lock).get(entry.name) if (lock is not None and unverified) else None
-    if pinned is not None:
-        sha256 = pinned["sha256"]
+    pinned = _pin(entry, lock)
+    sha256 = pinned["sha256"] if pinned is not None else entry.sha256
     result = download_file(entry.url, dest, md5=entry.md5, sha256=sha256, size=entry.size, settings=settings)
     if unverified and lock is not None and pinned is None:
         record_lock(lock, entry.name, result, entry.url)
     return result
 
 
+def _same_archive(record: Mapping, entry: ArchiveEntry, lock: Path | None) -> bool | None:
+    """Whether the archive an extraction marker records is the one ``entry`` (or its pinned
+    sha256) expects; ``None`` for markers written before checksums were recorded."""
+    if not {"md5", "sha256"} <= set(record):
+        return None
+    pinned = _pin(entry, lock)
+    expected = {"size": entry.size, "md5": entry.md5,
+                "sha256": pinned["sha256"] if pinned is not None else entry.sha256}
+    return all(value is None or record.get(key) == (value.lower() if isinstance(value, str) else value)
+               for key, value in expected.items())
+
+
+def _own_folders(record: Mapping, marker: Path, dest: Path, extract_to: str) -> list[str]:
+    """The folders of an earlier extraction into ``dest`` that can be removed without touching other data.
+
+    Kept: ``dest`` itself ('.'), anything outside ``dest`` or reached through a link, and folders
+    holding a folder another marker lists for the same ``extract_to`` (markers without one count as
+    sharing it), as removing them would delete another archive's files.
+    """
+    others = []
+    for path in marker.parent.glob("*.json"):
+        if path == marker:
+            continue
+        try:
+            other = json.loads(path.read_text(encoding="utf-8"))
+            if other.get("extract_to", extract_to) == extract_to:
+                others += [PurePosixPath(f).parts for f in other["folders"]]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # an unreadable marker: its archive is extracted again when fetched
+    root = dest.resolve()
+    own = []
+    for folder in record["folders"]:
+        parts = PurePosixPath(folder).parts
+        path = dest.joinpath(*parts)
+        if (not parts or ".." in parts or PurePosixPath(folder).is_absolute() or path.is_symlink()
+                or root not in path.resolve().parents):
+            continue
+        if not any(other[:len(parts)] == parts for other in others):
+            own.append("/".join(parts))
+    return own
+
+
+def _remove_folders(dest: Path, folders: Sequence[str]) -> None:
+    """Delete ``folders`` under ``dest`` (those already gone are fine)."""
+    for folder in folders:
+        try:
+            shutil.rmtree(dest / folder)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ExtractionError(f"{dest / folder}: cannot remove the data of the older archive ({exc})") from exc
+
+
 def _safe_parts(name: str, archive: Path) -> tuple[str, ...]:
     normalised = name.replace("\\", "/")
     if normalised.startswith("/") or re.match(r"[A-Za-z]:", normalised):
-        raise ArchiveError(f"{archive}: refusing absolute member path {name!r}")
+        raise ExtractionError(f"{archive}: refusing absolute member path {name!r}")
     parts = tuple(p for p in normalised.split("/") if p not in ("", "."))
     if ".." in parts:
-        raise ArchiveError(f"{archive}: refusing member {name!r} that points outside the target ('..')")
+        raise ExtractionError(f"{archive}: refusing member {name!r} that points outside the target ('..')")
     return parts
 
 
@@ -249,15 +342,15 @@ def _members(archive: Path) -> list[tuple[tuple[str, ...], object, bool]]:
             with zipfile.ZipFile(archive) as zf:
                 infos = zf.infolist()
         except (zipfile.BadZipFile, OSError) as exc:
-            raise ArchiveError(f"{archive}: corrupt zip archive ({exc})") from exc
+            raise ExtractionError(f"{archive}: corrupt zip archive ({exc})") from exc
         for info in infos:
             parts = _safe_parts(info.filename, archive)
             mode = info.external_attr >> 16
             kind = stat.S_IFMT(mode)
             if kind == stat.S_IFLNK:
-                raise ArchiveError(f"{archive}: refusing symbolic link member {info.filename!r}")
+                raise ExtractionError(f"{archive}: refusing symbolic link member {info.filename!r}")
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise ArchiveError(f"{archive}: refusing special file member {info.filename!r}")
+                raise ExtractionError(f"{archive}: refusing special file member {info.filename!r}")
             if parts:
                 checked.append((parts, info, info.is_dir()))
     elif tarfile.is_tarfile(archive):
@@ -265,17 +358,17 @@ def _members(archive: Path) -> list[tuple[tuple[str, ...], object, bool]]:
             with tarfile.open(archive) as tf:
                 infos = tf.getmembers()
         except (tarfile.TarError, OSError) as exc:
-            raise ArchiveError(f"{archive}: corrupt tar archive ({exc})") from exc
+            raise ExtractionError(f"{archive}: corrupt tar archive ({exc})") from exc
         for info in infos:
             parts = _safe_parts(info.name, archive)
             if info.issym() or info.islnk():
-                raise ArchiveError(f"{archive}: refusing link member {info.name!r} -> {info.linkname!r}")
+                raise ExtractionError(f"{archive}: refusing link member {info.name!r} -> {info.linkname!r}")
             if not (info.isreg() or info.isdir()):
-                raise ArchiveError(f"{archive}: refusing special file member {info.name!r}")
+                raise ExtractionError(f"{archive}: refusing special file member {info.name!r}")
             if parts:
                 checked.append((parts, info, info.isdir()))
     else:
-        raise ArchiveError(f"{archive}: not a zip or tar archive")
+        raise ExtractionError(f"{archive}: not a zip or tar archive")
     return checked
 
 
@@ -296,11 +389,14 @@ def _write_members(archive: Path, members: list, tmp: Path) -> None:
                 with source as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
                 bar.update(target.stat().st_size)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise ArchiveError(f"{archive}: corrupt archive ({exc}); delete it and download again") from exc
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise ExtractionError(f"{archive}: corrupt archive ({exc}); delete it and download again") from exc
+    except NotImplementedError as exc:
+        raise ExtractionError(f"{archive}: cannot extract: the archive uses a compression method this Python "
+                              f"lacks ({exc})") from exc
     except OSError as exc:
-        raise ArchiveError(f"{getattr(exc, 'filename', None) or tmp}: cannot extract {archive.name} "
-                           f"({exc.strerror or exc})") from exc
+        raise ExtractionError(f"{getattr(exc, 'filename', None) or tmp}: cannot extract {archive.name} "
+                              f"({exc.strerror or exc})") from exc
 
 
 def _merge_move(src: Path, dst: Path) -> None:
@@ -311,9 +407,9 @@ def _merge_move(src: Path, dst: Path) -> None:
             if entry.is_dir() and target.is_dir() and not target.is_symlink():
                 _merge_move(entry, target)
             elif entry.is_dir() != target.is_dir() and target.exists():
-                raise ArchiveError(f"{target}: exists as a {'folder' if target.is_dir() else 'file'}, "
-                                   "the archive has the other; move it away and run again")
+                raise ExtractionError(f"{target}: exists as a {'folder' if target.is_dir() else 'file'}, "
+                                      "the archive has the other; move it away and run again")
             else:
                 os.replace(entry, target)
         except OSError as exc:
-            raise ArchiveError(f"{target}: cannot move extracted data into place ({exc})") from exc
+            raise ExtractionError(f"{target}: cannot move extracted data into place ({exc})") from exc

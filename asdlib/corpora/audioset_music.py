@@ -114,12 +114,14 @@ def read_segments(path: Path) -> pd.DataFrame:
                              "list": path.stem.replace("_segments", "")})
     except FileNotFoundError as exc:
         raise CorpusLayoutError(f"{path}: segment list not found") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CorpusLayoutError(f"{path}: not a readable AudioSet segment list (a UTF-8 CSV): {exc}") from exc
     return pd.DataFrame(rows, columns=["ytid", "start_s", "end_s", "labels", "list"])
 
 
 def select_segments(segments: pd.DataFrame, label: str = MUSIC_LABEL) -> pd.DataFrame:
     """The segments whose label list includes ``label`` (duplicates across lists dropped)."""
-    has = segments["labels"].str.split(",").apply(lambda labels: label in labels)
+    has = segments["labels"].str.split(",").apply(lambda labels: label in labels).astype(bool)  # bool when empty
     chosen = segments[has].drop_duplicates(["ytid", "start_s"])
     return chosen.sort_values(["ytid", "start_s"], kind="stable").reset_index(drop=True)
 
@@ -128,7 +130,7 @@ def label_name(ontology: Path, label: str = MUSIC_LABEL) -> str:
     """The display name of ``label`` in ``ontology.json`` (error if absent)."""
     try:
         entries = json.loads(Path(ontology).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorpusLayoutError(f"{ontology}: unreadable ontology ({exc})") from exc
     for entry in entries:
         if isinstance(entry, dict) and entry.get("id") == label:
@@ -138,7 +140,7 @@ def label_name(ontology: Path, label: str = MUSIC_LABEL) -> str:
 
 def select_music_segments(lists_dir: Path, *, lists: Sequence[str] = SEGMENT_LISTS,
                           label: str = MUSIC_LABEL) -> pd.DataFrame:
-    """Selected segments from the segment CSVs present in ``lists_dir`` (at least one must be)."""
+    """Selected segments from the segment CSVs present in ``lists_dir`` (at least one, holding segments)."""
     lists_dir = Path(lists_dir)
     paths = [lists_dir / f"{name}_segments.csv" for name in lists]
     present = [p for p in paths if p.is_file()]
@@ -147,7 +149,11 @@ def select_music_segments(lists_dir: Path, *, lists: Sequence[str] = SEGMENT_LIS
                                 f"(expected {', '.join(p.name for p in paths)}; run `asd download audioset_music`)")
     if (lists_dir / "ontology.json").is_file():
         label_name(lists_dir / "ontology.json", label)
-    return select_segments(pd.concat([read_segments(p) for p in present], ignore_index=True), label)
+    segments = pd.concat([read_segments(p) for p in present], ignore_index=True)
+    if segments.empty:
+        raise CorpusLayoutError(f"{lists_dir}: the segment lists {', '.join(p.name for p in present)} hold no "
+                                "segments (only comments or blank lines); download them again")
+    return select_segments(segments, label)
 
 
 def match_music_files(

@@ -8,6 +8,13 @@ into place only after size and checksums match. A previous good copy at the
 destination is never touched before that rename, and a failed download never
 leaves a file where a complete one is expected.
 
+A resume names the version of the file the part holds: the ``ETag`` (or else
+``Last-Modified``) of the response that started it is kept beside the part
+(``.<name>.part.json``) and sent as ``If-Range``, so a server whose file changed
+answers 200 and the download starts over instead of splicing two versions. A part
+without such a validator is resumed only when a checksum will check the result;
+otherwise it is downloaded again from byte zero.
+
 Completion is recorded in ``<dest dir>/.complete/<name>.json`` (size, md5,
 sha256, url), so a second call with the same expectations does no network and
 no disk work beyond a ``stat``. Files without published checksums are pinned by
@@ -28,6 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from typing import BinaryIO
 
@@ -101,6 +109,12 @@ def part_path(dest: Path) -> Path:
     return dest.parent / f".{dest.name}.part"
 
 
+def validator_path(part: Path) -> Path:
+    """Where the ``ETag`` / ``Last-Modified`` of the response a part file came from is kept."""
+    part = Path(part)
+    return part.with_name(f"{part.name}.json")
+
+
 def download_file(
     url: str,
     dest: Path,
@@ -132,10 +146,11 @@ def download_file(
 
     part = part_path(dest)
     resumed_from_disk = part.exists()
+    checked = expected["md5"] is not None or expected["sha256"] is not None
     attempt = 0
     while True:
         try:
-            digests = _fetch_into(url, part, size, settings, dest.name)
+            digests = _fetch_into(url, part, size, settings, dest.name, checked)
             break
         except _Transient as exc:
             attempt += 1
@@ -146,7 +161,7 @@ def download_file(
                 ) from exc
             time.sleep(min(settings.backoff_max_s, settings.backoff_s * 2 ** (attempt - 1)))
     if not _matches(digests, expected, size):
-        part.unlink(missing_ok=True)
+        _discard_part(part)
         if resumed_from_disk:
             # The part left by an earlier run may have been corrupt: one clean try from zero.
             return download_file(url, dest, md5=md5, sha256=sha256, size=size, settings=settings)
@@ -155,6 +170,7 @@ def download_file(
         os.replace(part, dest)
     except OSError as exc:
         raise _disk_error(dest, exc) from exc
+    validator_path(part).unlink(missing_ok=True)
     return _finish(dest, url, digests, fetched=True)
 
 
@@ -181,6 +197,10 @@ def read_lock(path: Path) -> dict[str, dict]:
         raise DownloadError(f"{path}: unreadable checksum lock file ({exc})") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) and "sha256" in v for v in data.values()):
         raise DownloadError(f"{path}: checksum lock file must map names to {{\"sha256\": ...}}")
+    for name, record in data.items():
+        if not (isinstance(record["sha256"], str) and re.fullmatch(r"[0-9a-fA-F]{64}", record["sha256"])):
+            raise DownloadError(f"{path}: {name}: sha256 must be 64 hex digits, got {record['sha256']!r} "
+                                "(fix or delete the entry to pin the next download)")
     return data
 
 
@@ -193,17 +213,25 @@ def record_lock(path: Path, name: str, result: DownloadResult, url: str) -> None
 
 # --- internals -------------------------------------------------------------------------
 
-def _fetch_into(url: str, part: Path, size: int | None, settings: DownloadSettings, name: str) -> dict:
-    """Stream ``url`` into ``part`` (resuming when possible); return its digests."""
+def _fetch_into(url: str, part: Path, size: int | None, settings: DownloadSettings, name: str,
+                checked: bool) -> dict:
+    """Stream ``url`` into ``part`` (resuming when possible); return its digests.
+
+    ``checked``: a checksum will verify the result, so a part without a validator may be resumed.
+    """
     while True:
         try:
-            return _fetch_once(url, part, size, settings, name)
+            return _fetch_once(url, part, size, settings, name, checked)
         except _Restart:
-            part.unlink(missing_ok=True)
+            _discard_part(part)
 
 
-def _fetch_once(url: str, part: Path, size: int | None, settings: DownloadSettings, name: str) -> dict:
+def _fetch_once(url: str, part: Path, size: int | None, settings: DownloadSettings, name: str,
+                checked: bool) -> dict:
     offset = part.stat().st_size if part.exists() else 0
+    validator = _read_validator(part, url) if offset else None
+    if offset and validator is None and not checked:
+        raise _Restart()  # nothing would notice if the part came from another version of the file
     if size is not None and offset > size:
         raise _Restart()
     if size is not None and offset == size and offset > 0:
@@ -212,6 +240,8 @@ def _fetch_once(url: str, part: Path, size: int | None, settings: DownloadSettin
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+    if offset and validator is not None:
+        headers["If-Range"] = validator
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers),
                                           timeout=settings.timeout_s)
@@ -236,10 +266,12 @@ def _fetch_once(url: str, part: Path, size: int | None, settings: DownloadSettin
             offset = 0
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            _discard_part(part)  # the old bytes and their validator go before the new validator is kept
+            _save_validator(part, url, response.headers)
         else:
             raise DownloadError(f"{url}: unexpected HTTP status {status}")
         if size is not None and total is not None and total != size:
-            part.unlink(missing_ok=True)
+            _discard_part(part)
             raise ChecksumError(f"{url}: server reports {total} bytes, expected {size} "
                                 "(wrong file or outdated archive list)")
         expected_total = total if total is not None else size
@@ -267,6 +299,34 @@ def _fetch_once(url: str, part: Path, size: int | None, settings: DownloadSettin
     if expected_total is not None and received < expected_total:
         raise _Transient(f"connection closed after {received} of {expected_total} bytes")
     return {"size": received, "md5": md5.hexdigest(), "sha256": sha.hexdigest()}
+
+
+def _read_validator(part: Path, url: str) -> str | None:
+    """The ``If-Range`` value naming the version of ``url`` that ``part`` holds, if one was kept."""
+    try:
+        record = json.loads(validator_path(part).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("url") != url or not isinstance(record.get("validator"), str):
+        return None
+    return record["validator"]
+
+
+def _save_validator(part: Path, url: str, headers: Message) -> None:
+    """Keep the strong ``ETag`` (else ``Last-Modified``) of a response that starts ``part`` from zero."""
+    etag = headers.get("ETag")
+    validator = etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
+    if validator:
+        try:
+            write_json(validator_path(part), {"url": url, "validator": validator})
+        except OSError as exc:
+            raise _disk_error(validator_path(part), exc) from exc
+
+
+def _discard_part(part: Path) -> None:
+    """Delete a part file and its validator."""
+    part.unlink(missing_ok=True)
+    validator_path(part).unlink(missing_ok=True)
 
 
 def _open_part(part: Path, mode: str) -> BinaryIO:

@@ -139,11 +139,13 @@ def _read_recording(path: Path, source_rate: int) -> tuple[np.ndarray, int]:
 
 def _read_mat(path: Path) -> np.ndarray:
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         content = loadmat(str(path))
-    except (ValueError, OSError, NotImplementedError) as exc:
-        raise AudioError(f"{path}: not a readable MATLAB file ({exc})") from exc
+    except (ValueError, OSError, NotImplementedError, MatReadError, IndexError) as exc:
+        # an empty file, an error page saved as .mat, ... (IndexError: scipy's reader on non-MATLAB bytes)
+        raise AudioError(f"{path}: not a readable MATLAB file ({type(exc).__name__}: {exc})") from exc
     arrays = {k: v for k, v in content.items()
               if not k.startswith("__") and isinstance(v, np.ndarray) and v.dtype.kind in "iuf" and v.size > 1}
     preferred = arrays.get(path.stem)
