@@ -14,10 +14,14 @@ training normals of each class and score a clip against its own class only:
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 from sklearn.covariance import LedoitWolf, ShrunkCovariance
+
+MAHALANOBIS_MIN_EMBEDDINGS = 2  # per class: a covariance needs two points
+CROSS_FIT_FOLDS = 5
 
 
 class EmbeddingScorer(Protocol):
@@ -63,8 +67,9 @@ class MahalanobisScorer:
     def fit(self, embeddings: np.ndarray, classes: Sequence[str]) -> "MahalanobisScorer":
         """Estimate each class's mean and (shrunk) precision matrix; needs 2+ clips per class."""
         for name, group in _group(embeddings, classes).items():
-            if len(group) < 2:
-                raise ValueError(f"class {name}: {len(group)} training embedding(s); Mahalanobis needs 2 or more")
+            if len(group) < MAHALANOBIS_MIN_EMBEDDINGS:
+                raise ValueError(f"class {name}: {len(group)} training embedding(s); Mahalanobis needs "
+                                 f"{MAHALANOBIS_MIN_EMBEDDINGS} or more")
             estimator = (LedoitWolf() if self.shrinkage == "ledoit_wolf"
                          else ShrunkCovariance(shrinkage=float(self.shrinkage)))
             estimator.fit(group)
@@ -111,7 +116,7 @@ class KNNScorer:
 
 
 def cross_fitted_scores(new_scorer: Callable[[], EmbeddingScorer], embeddings: np.ndarray,
-                        classes: Sequence[str], folds: int = 5) -> np.ndarray:
+                        classes: Sequence[str], folds: int = CROSS_FIT_FOLDS) -> np.ndarray:
     """Each training embedding's score by a scorer fitted to the other folds of its class.
 
     What an unseen normal clip would score, unlike the scorer's own training points
@@ -132,6 +137,16 @@ def cross_fitted_scores(new_scorer: Callable[[], EmbeddingScorer], embeddings: n
             scorer = new_scorer().fit(embeddings[kept], [label] * len(kept))
             out[held] = scorer.score(embeddings[held], [label] * len(held))
     return out
+
+
+def cross_fit_min_clips(min_fit: int, folds: int = CROSS_FIT_FOLDS) -> int:
+    """Fewest clips of a class with which every scorer :func:`cross_fitted_scores` fits sees
+    ``min_fit`` or more (its largest fold, ``ceil(n / min(folds, n))`` clips, is left out),
+    so a detector can refuse too small a class before training rather than after."""
+    n = min_fit + 1
+    while n - math.ceil(n / min(folds, n)) < min_fit:
+        n += 1
+    return n
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -21,8 +21,11 @@ scheduler state to carry; a resume is refused (and training starts over, logged)
 the rates already used differ from those the new settings give, e.g. a cosine
 schedule stretched to more epochs.
 
-A NaN or infinite loss stops training with :class:`TrainingDiverged`; the files of
-the last good epoch are left as they were.
+A NaN or infinite loss or gradient (checked before the optimiser step), or weights
+or buffers that are no longer finite after an epoch, stop training with
+:class:`TrainingDiverged`; the files of the last good epoch are left as they were.
+On a resume, ``history.csv`` is rewritten from the checkpoint, so a run stopped
+between writing ``last.pt`` and ``history.csv`` does not leave the history an epoch short.
 """
 
 from __future__ import annotations
@@ -60,8 +63,11 @@ _NOT_FINGERPRINTED = ("epochs", "device", "num_threads", "checkpoint")
 _EPOCH_LOG_SECONDS = 30.0
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the model and epoch."""
+class TrainingDiverged(RuntimeError, ValueError):
+    """The loss, a gradient or the weights became NaN or infinite; the message names the
+    model and epoch. A ``ValueError`` too: it is an expected failure of these settings
+    or data (a learning rate too high, say), not a bug, so a stage reports it in one
+    line like any bad input (:func:`stages.common.run`) without importing torch there."""
 
 
 class CheckpointError(ValueError):
@@ -173,8 +179,8 @@ def fit(
 ) -> FitResult:
     """Train ``model`` in place; afterwards it holds the selected (best or last) weights.
 
-    ``extra`` (plain data and tensors: class lists, normalisation statistics, a hash
-    of the training clip ids) is stored in every checkpoint and is part of the
+    ``extra`` (plain data and tensors: class lists, normalisation statistics, hashes
+    of the training clip ids and data) is stored in every checkpoint and is part of the
     fingerprint, so training data of another identity is not resumed.
     """
     run_dir = Path(run_dir)
@@ -204,6 +210,7 @@ def fit(
             _set_rng_state(state["rng"], generator)
             history = list(state["history"])
             best_val = float(state["best_val_loss"])
+            _write_history(run_dir / "history.csv", history)  # a stop may have come before it was written
             log.info("%s: resuming after epoch %d", print_name, len(history))
         resumed_from = len(history)
 
@@ -223,6 +230,7 @@ def fit(
                     group["lr"] = lr
                 train_loss = _train_epoch(model, loader, loss_fn, optimizer, settings, device, bar,
                                           f"{name}: epoch {epoch + 1}")
+                _check_state_finite(model, f"{name}: epoch {epoch + 1}")
                 val_loss = (_evaluate(model, val_set, loss_fn, settings, device, f"{name}: epoch {epoch + 1}")
                             if val_set is not None else math.nan)
                 record = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
@@ -368,6 +376,7 @@ def _train_epoch(model: torch.nn.Module, loader: DataLoader, loss_fn: LossFn, op
                                    f"checkpoint of the last completed epoch is kept")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        _check_gradients_finite(model, f"{where}, batch {step + 1}")
         if settings.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
@@ -376,6 +385,27 @@ def _train_epoch(model: torch.nn.Module, loader: DataLoader, loss_fn: LossFn, op
         count += n
         bar.update(1)
     return total / count
+
+
+@torch.no_grad()
+def _check_gradients_finite(model: torch.nn.Module, where: str) -> None:
+    """Raise :class:`TrainingDiverged` if a gradient holds NaN or inf (it would make every
+    weight NaN at the optimiser step). Reads the gradients only, so training is unchanged."""
+    grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+    if grads and not bool(torch.stack([torch.isfinite(g).all() for _, g in grads]).all()):
+        bad = next(n for n, g in grads if not bool(torch.isfinite(g).all()))
+        raise TrainingDiverged(f"{where}: the gradient of {bad} is not finite, though the loss is; stopped, the "
+                               f"checkpoint of the last completed epoch is kept")
+
+
+@torch.no_grad()
+def _check_state_finite(model: torch.nn.Module, where: str) -> None:
+    """Raise :class:`TrainingDiverged` if a weight or buffer holds NaN or inf, before such
+    a state can be written as a checkpoint."""
+    for key, value in model.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise TrainingDiverged(f"{where}: {key} is not finite after the epoch; stopped, the checkpoint "
+                                   f"of the last completed epoch is kept")
 
 
 @torch.no_grad()

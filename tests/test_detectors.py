@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from asdlib.config import ConfigError
+from asdlib.datasets import split_train_val
 from asdlib.detectors.common import DetectorError
 from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetectorSettings
 from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
@@ -18,7 +19,8 @@ from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSett
 from asdlib.features import DCASE_BASELINE_LOGMEL, STGRAM_LOGMEL
 from asdlib.models.conformer_ae import ConformerAESettings
 from asdlib.models.stgram_mfn import STgramMFNSettings
-from asdlib.scoring import KNNScorer, MahalanobisScorer, UnknownClassError, cross_fitted_scores
+from asdlib.scoring import (KNNScorer, MahalanobisScorer, UnknownClassError, cross_fit_min_clips,
+                            cross_fitted_scores)
 from asdlib.training import TrainSettings, read_checkpoint
 
 SR = 16000
@@ -271,3 +273,67 @@ def test_published_score_is_minus_log_softmax_and_keeps_ranking_where_float32_ro
     scores = published_score(confident, label)
     assert 0 < scores[1] < scores[0]
     torch.testing.assert_close(scores[0], torch.tensor(2 * np.exp(-30.0), dtype=torch.float64))
+
+
+def test_cross_fit_min_clips_is_the_fewest_the_mahalanobis_cross_fit_takes():
+    rng = np.random.default_rng(0)
+    assert cross_fit_min_clips(2) == 3 and cross_fit_min_clips(2, folds=2) == 4
+    for folds in (2, 5):
+        n = cross_fit_min_clips(2, folds)
+        assert np.isfinite(cross_fitted_scores(MahalanobisScorer, rng.standard_normal((n, 4)), ["a"] * n,
+                                               folds)).all()
+        with pytest.raises(ValueError, match="Mahalanobis needs 2"):
+            cross_fitted_scores(MahalanobisScorer, rng.standard_normal((n - 1, 4)), ["a"] * (n - 1), folds)
+
+
+def test_stgram_mfn_refuses_too_small_classes_before_training(tmp_path):
+    fan = TRAIN[TRAIN.machine_type == "fan"]
+    small = pd.concat([fan[fan.machine_id == "id_00"].head(2), fan[fan.machine_id == "id_02"].head(1),
+                       TRAIN[TRAIN.machine_type == "pump"]])
+    with pytest.raises(DetectorError, match=r"too few training clips in class\(es\) fan/id_00 \(2\), "
+                                            r"fan/id_02 \(1\): each machine ID needs 3 or more"):
+        STgramMFNDetector(_stgram_settings()).fit(small, _load, tmp_path)
+    one_class = fan[fan.machine_id == "id_00"].head(3)  # 2 of 3 held out for validation: 1 left to train on
+    settings = replace(_stgram_settings(), train=replace(_stgram_settings().train, val_fraction=0.9))
+    with pytest.raises(DetectorError, match=r"1 training clip\(s\) left after holding out train\.val_fraction=0\.9"):
+        STgramMFNDetector(settings).fit(one_class, _load, tmp_path)
+    assert not list(tmp_path.iterdir())  # refused before training wrote anything
+
+
+def test_stgram_mfn_needs_batches_of_two():
+    with pytest.raises(ValueError, match=r"train.batch_size must be >= 2 .*got 1"):
+        replace(_stgram_settings(), train=_train(batch_size=1))
+    with pytest.raises(ConfigError, match=r"stgram_mfn: train.batch_size must be >= 2"):
+        build_detector("stgram_mfn", {"train": {"batch_size": 1, "device": "cpu"}})
+
+
+def _other_validation_audio(rows: pd.DataFrame, settings: TrainSettings):
+    """A load giving the validation clips of ``rows`` other audio (time-reversed) under the same
+    ids: the training clips, and so the normalisation statistics, stay as they were."""
+    changed = set(split_train_val(rows, settings.val_fraction, settings.seed)[1]["clip_id"])
+    return lambda row: WAVES[row["clip_id"]][::-1].copy() if row["clip_id"] in changed else _load(row)
+
+
+def _resumed_from(result) -> list[int]:
+    return [r.resumed_from for r in (result.values() if isinstance(result, dict) else [result])]
+
+
+@pytest.mark.parametrize("detector", ["dense_ae", "conformer_ae", "stgram_mfn"])
+def test_other_audio_under_the_same_clip_ids_is_trained_afresh(tmp_path, detector):
+    rows = TRAIN[TRAIN.machine_type == "fan"]
+    settings = {"dense_ae": DenseAEDetectorSettings(logmel=replace(DCASE_BASELINE_LOGMEL, n_mels=N_MELS),
+                                                    train=_train()),
+                "conformer_ae": _conformer_settings("scratch"), "stgram_mfn": _stgram_settings()}[detector]
+    build = {"dense_ae": DenseAEDetector, "conformer_ae": ConformerAEDetector,
+             "stgram_mfn": STgramMFNDetector}[detector]
+    assert _resumed_from(build(settings).fit(rows, _load, tmp_path)) == [0]
+    assert _resumed_from(build(settings).fit(rows, _load, tmp_path)) == [2]  # same data: resumed
+    assert _resumed_from(build(settings).fit(rows, _other_validation_audio(rows, settings.train), tmp_path)) == [0]
+
+
+@pytest.mark.parametrize("change", [{"segment_frames": 4}, {"segments_per_clip": 2}])
+def test_conformer_other_training_segments_are_trained_afresh(tmp_path, change):
+    rows = TRAIN[TRAIN.machine_type == "fan"]
+    settings = _conformer_settings("scratch")
+    assert _resumed_from(ConformerAEDetector(settings).fit(rows, _load, tmp_path)) == [0]
+    assert _resumed_from(ConformerAEDetector(replace(settings, **change)).fit(rows, _load, tmp_path)) == [0]

@@ -260,3 +260,82 @@ def test_equal_weights_give_equal_checkpoint_bytes(tmp_path):
     _save(tmp_path / "a.pt", model, extra={"k": 1})
     _save(tmp_path / "b.pt", model, extra={"k": 1})
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+def test_non_finite_gradient_raises_and_keeps_last_good_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def nan_gradient(model, batch, device):
+        loss = _mse(model, batch, device)
+        calls["n"] += model.training
+        if calls["n"] == 18:  # epoch 3's last batch (of 6): a finite loss with a NaN gradient
+            loss = loss + torch.sqrt((model[0].weight * 0).square().sum())
+        return loss
+
+    with pytest.raises(TrainingDiverged, match=r"mynet: epoch 3, batch 6: the gradient of 0\.weight is not finite"):
+        fit(_model(), _regression_data(), nan_gradient, SETTINGS, tmp_path, name="mynet")
+    state = read_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+class _BufferedNet(torch.nn.Module):
+    """A linear model whose buffer a test can spoil without touching the loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        seed_everything(1)
+        self.linear = torch.nn.Linear(4, 1)
+        self.register_buffer("seen", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+def test_non_finite_weights_are_never_written_as_a_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def spoiling(model, batch, device):
+        calls["n"] += 1
+        if calls["n"] == 15:  # inside epoch 3
+            model.seen.fill_(math.inf)
+        return _mse(model, batch, device)
+
+    with pytest.raises(TrainingDiverged, match=r"net: epoch 3: seen is not finite"):
+        fit(_BufferedNet(), _regression_data(), spoiling, SETTINGS, tmp_path, name="net")
+    state = read_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 2 and float(state["model"]["seen"]) == 0
+
+
+def test_resume_rewrites_a_history_the_stop_came_before(tmp_path, monkeypatch):
+    write = training._write_history
+
+    def stopped_on_the_last_epoch(path, history):
+        if len(history) == SETTINGS.epochs:  # after last.pt, before history.csv
+            raise KeyboardInterrupt
+        write(path, history)
+
+    monkeypatch.setattr(training, "_write_history", stopped_on_the_last_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), _regression_data(), _mse, SETTINGS, tmp_path)
+    monkeypatch.setattr(training, "_write_history", write)
+    result = fit(_model(), _regression_data(), _mse, SETTINGS, tmp_path)
+    assert result.resumed_from == SETTINGS.epochs
+    with open(tmp_path / "history.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, SETTINGS.epochs + 1))
+    assert float(rows[-1]["train_loss"]) == result.history[-1]["train_loss"]
+
+
+def test_a_stage_reports_divergence_in_one_line(monkeypatch, capsys):
+    from stages import common
+
+    monkeypatch.setattr(common, "configure_logging", lambda: None)  # keep pytest's logging
+
+    def main():
+        raise TrainingDiverged("mynet: epoch 3, batch 1: loss is nan; stopped")
+
+    with pytest.raises(SystemExit) as stop:
+        common.run(main)
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == "error: mynet: epoch 3, batch 1: loss is nan; stopped\n"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol, TypeVar
+from typing import Any, Iterable, Iterator, Protocol, TypeVar
 
 import pandas as pd
 import torch
@@ -58,6 +59,18 @@ def check_training_rows(rows: pd.DataFrame, detector: str) -> None:
         first = bad.iloc[0]
         raise DetectorError(f"{detector}: clip {first['clip_id']} is not a training normal "
                             f"(split={first['split']}, label={first['label']})")
+
+
+def data_digest(tensors: Iterable[torch.Tensor]) -> str:
+    """Short hash of ``tensors`` (shapes, dtypes, values; in order): the identity of the data
+    a model trains on, for its resume fingerprint, since clip ids alone do not tell other
+    audio under the same ids (raw and extracted inputs share them)."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{tuple(tensor.shape)} {tensor.dtype};".encode())
+        digest.update(tensor.numpy())
+    return digest.hexdigest()[:16]
 
 
 def iter_rows(rows: pd.DataFrame, desc: str) -> Iterator[pd.Series]:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, SegmentDataset, clip_ids_hash, segment_length, split_train_val
 from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSettings, check_training_rows,
-                                     clip_logmel, iter_rows, logmels, model_files, model_for,
+                                     clip_logmel, data_digest, iter_rows, logmels, model_files, model_for,
                                      scores_frame, training_scores_of, unit_dir)
 from asdlib.features import LogMel
 from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
@@ -193,7 +193,13 @@ class ConformerAEDetector:
         train_set = SegmentDataset(train_norm, segment, epoch_passes=self.settings.segments_per_clip)
         val_set = SegmentDataset(val_norm, segment, random_offset=False) if val_norm else None
         extra = {**extra, "mean": mean, "std": std}
-        result = fit(model, train_set, _loss, settings, folder, val_set=val_set, name=name, extra=extra)
+        # resume identity only (model.pt keeps what scoring needs): the segments drawn and the
+        # features themselves, which the clip ids do not tell
+        identity = {"segment_frames": self.settings.segment_frames, "normalise": self.settings.normalise,
+                    "segments_per_clip": self.settings.segments_per_clip,
+                    "features": data_digest(train_mels + val_mels)}
+        result = fit(model, train_set, _loss, settings, folder, val_set=val_set, name=name,
+                     extra={**extra, **identity})
         save_checkpoint(folder / MODEL_FILE, model, extra=extra)
         if extra["role"] == "detector":
             self.models[str(extra["machine_type"])] = (model.eval(), mean, std)

@@ -25,7 +25,7 @@ from torch.utils.data import TensorDataset
 from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, clip_ids_hash, split_train_val
 from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSettings, check_training_rows,
-                                     clip_logmel, iter_rows, model_for, model_files, scores_frame,
+                                     clip_logmel, data_digest, iter_rows, model_for, model_files, scores_frame,
                                      training_scores_of, unit_dir)
 from asdlib.features import LogMel, stack_frames
 from asdlib.models.dense_ae import DenseAE
@@ -108,8 +108,10 @@ class DenseAEDetector:
             extra = {"config": s.config(), "machine_type": machine_type, "train_clips": clip_ids_hash(rows),
                      "centre": centre, "scale": scale}
             folder = unit_dir(Path(run_dir), machine_type)
+            # resume identity only (model.pt keeps what scoring needs): the vectors, which the clip ids do not tell
+            vectors = data_digest(ds.tensors[0] for ds in (train_set, val_set) if ds is not None)
             results[machine_type] = fit(model, train_set, _loss, s.train, folder, val_set=val_set,
-                                        name=f"{self.name}/{machine_type}", extra=extra)
+                                        name=f"{self.name}/{machine_type}", extra={**extra, "vectors": vectors})
             save_checkpoint(folder / MODEL_FILE, model, extra=extra)
             self.models[machine_type] = (model.eval(), centre, scale)
             clips = pd.concat([train, val])

@@ -15,7 +15,9 @@ Scores of a test clip, side by side:
   of its class.
 
 ``score`` repeats the one chosen by the ``score`` setting. A test clip whose class
-was absent in training raises a :class:`DetectorError` naming it.
+was absent in training raises a :class:`DetectorError` naming it. Training refuses,
+before it starts, classes with fewer clips than the cross-fitted Mahalanobis scorer
+needs (3), and fewer than two clips left for training (BatchNorm needs two per batch).
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from torch.utils.data import DataLoader
 
 from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, WaveformDataset, class_labels, class_names, clip_ids_hash, split_train_val
-from asdlib.detectors.common import (MODEL_FILE, DetectorError, check_training_rows, scores_frame,
+from asdlib.detectors.common import (MODEL_FILE, DetectorError, check_training_rows, data_digest, scores_frame,
                                      training_scores_of)
 from asdlib.features import LogMelSettings
 from asdlib.models.stgram_mfn import STgramMFN, STgramMFNSettings
-from asdlib.scoring import KNNScorer, MahalanobisScorer, cross_fitted_scores
+from asdlib.scoring import (MAHALANOBIS_MIN_EMBEDDINGS, KNNScorer, MahalanobisScorer, cross_fit_min_clips,
+                            cross_fitted_scores)
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, read_checkpoint, resolve_device,
                              save_checkpoint, seed_everything)
 
@@ -62,6 +65,7 @@ class STgramMFNDetectorSettings:
 
     score: which column ``score`` repeats. knn_k: neighbours of the kNN scorer.
     mahalanobis_shrinkage: ``None`` estimates it (Ledoit-Wolf); a number in [0, 1] fixes it.
+    ``train.batch_size`` must be 2 or more: BatchNorm cannot train on single clips.
     """
 
     logmel: LogMelSettings = field(default_factory=LogMelSettings)  # HTK, no norm: as published
@@ -78,6 +82,9 @@ class STgramMFNDetectorSettings:
             raise ValueError(f"score must be 'published', 'mahalanobis' or 'knn', got {self.score!r}")
         if self.knn_k < 1:
             raise ValueError(f"knn_k must be >= 1, got {self.knn_k}")
+        if self.train.batch_size < 2:
+            raise ValueError(f"train.batch_size must be >= 2 (BatchNorm cannot train on a batch of one clip), "
+                             f"got {self.train.batch_size}")
         if self.mahalanobis_shrinkage is not None and not 0 <= self.mahalanobis_shrinkage <= 1:
             raise ValueError(f"mahalanobis_shrinkage must be in [0, 1], got {self.mahalanobis_shrinkage}")
 
@@ -90,6 +97,19 @@ def _loss(model: torch.nn.Module, batch: list[torch.Tensor], device: torch.devic
     wave, label = (t.to(device) for t in batch)
     logits, _ = model(wave, label)
     return F.cross_entropy(logits, label)
+
+
+def _check_class_sizes(rows: pd.DataFrame, detector: str) -> None:
+    """Refuse, before training, classes too small for the scorers fitted after it: the
+    Mahalanobis scorer needs 2 clips of a class, and 2 in each cross-fitting fold's rest."""
+    minimum = cross_fit_min_clips(MAHALANOBIS_MIN_EMBEDDINGS)
+    counts = pd.Series(class_names(rows)).value_counts().sort_index()
+    small = counts[counts < minimum]
+    if len(small):
+        listed = ", ".join(f"{c} ({n})" for c, n in small.items())
+        raise DetectorError(f"{detector}: too few training clips in class(es) {listed}: each machine ID needs "
+                            f"{minimum} or more for the cross-fitted Mahalanobis scores; add clips or leave "
+                            f"these IDs out")
 
 
 def published_score(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -123,10 +143,15 @@ class STgramMFNDetector:
     def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> FitResult:
         """Train (or resume) in ``run_dir``, then fit the embedding scorers on all training normals."""
         check_training_rows(train_rows, self.name)
+        _check_class_sizes(train_rows, self.name)
         s = self.settings
         classes = class_labels(train_rows)
         index = {c: i for i, c in enumerate(classes)}
         train, val = split_train_val(train_rows, s.train.val_fraction, s.train.seed)
+        if len(train) < 2:
+            raise DetectorError(f"{self.name}: {len(train)} training clip(s) left after holding out "
+                                f"train.val_fraction={s.train.val_fraction} for validation; BatchNorm needs 2 or "
+                                f"more (lower val_fraction or add clips)")
         train_set = WaveformDataset(train, load, [index[c] for c in class_names(train)])
         val_set = WaveformDataset(val, load, [index[c] for c in class_names(val)]) if len(val) else None
         if val_set is not None and val_set.num_samples != train_set.num_samples:
@@ -137,7 +162,10 @@ class STgramMFNDetector:
         extra = {"config": s.config(), "classes": classes, "num_samples": train_set.num_samples,
                  "train_clips": clip_ids_hash(train_rows)}
         run_dir = Path(run_dir)
-        result = fit(model, train_set, _loss, s.train, run_dir, val_set=val_set, name=self.name, extra=extra)
+        # resume identity only (model.pt keeps what scoring needs): the audio, which the clip ids do not tell
+        audio = data_digest(ds[i][0] for ds in (train_set, val_set) if ds is not None for i in range(len(ds)))
+        result = fit(model, train_set, _loss, s.train, run_dir, val_set=val_set, name=self.name,
+                     extra={**extra, "train_audio": audio})
         self.model, self.classes = model.eval(), classes
         forward = [self._forward(ds) for ds in (train_set, val_set) if ds is not None]
         embeddings = np.concatenate([e for _, e in forward])
