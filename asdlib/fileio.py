@@ -1,9 +1,10 @@
-"""Atomic file writes: work on a temporary path, rename into place on success."""
+"""Atomic file writes: work on a temporary path, rename into place on success (folders too)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,28 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def replace_dir(finished: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the finished folder ``finished`` in the place of ``target`` (same file system).
+
+    The old ``target`` is renamed aside and deleted only once the new one is in place,
+    so an interruption never leaves a half-deleted folder at ``target``: at worst the
+    complete old version waits beside it (``.<name>.old``, removed by the next call).
+    """
+    finished, target = Path(finished), Path(target)
+    aside = target.with_name(f".{target.name}.old")
+    shutil.rmtree(aside, ignore_errors=True)
+    if target.exists():
+        target.rename(aside)
+    finished.rename(target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a binary file (e.g. a PNG from asdlib.plots) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

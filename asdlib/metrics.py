@@ -46,9 +46,17 @@ def write_scores(path: str | Path, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False, float_format="%.8g", lineterminator="\n")
 
 
-def read_scores(path: str | Path) -> pd.DataFrame:
-    """A score table (``data/scores/<model>/<input>.csv``), machine IDs and conditions as text."""
-    return pd.read_csv(path, dtype={"machine_id": str, "condition": str})
+def read_scores(path: str | Path, required: Sequence[str] = ()) -> pd.DataFrame:
+    """A score table (``data/scores/<model>/<input>.csv``), machine IDs and conditions as
+    text; an error naming the file when it is no CSV or lacks a ``required`` column."""
+    try:
+        table = pd.read_csv(path, dtype={"machine_id": str, "condition": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise MetricsError(f"{path}: not a readable score table ({error})") from None
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        raise MetricsError(f"{path}: lacks columns {missing}")
+    return table
 
 
 def evaluate_scores(df: pd.DataFrame, score_column: str = "score") -> dict[str, Any]:
@@ -114,7 +122,7 @@ def roc_points(df: pd.DataFrame, score_column: str = "score", num_points: int = 
     frames = []
     for machine_type, rows in scored.groupby("machine_type", sort=True):
         y = _binary_labels(rows, str(machine_type))
-        fpr, tpr, _ = roc_curve(y, rows[score_column].to_numpy(np.float64))
+        fpr, tpr, _ = roc_curve(y, rows[score_column].to_numpy(np.float64), drop_intermediate=False)
         idx = np.searchsorted(fpr, grid, side="right") - 1
         frames.append(pd.DataFrame({
             "machine_type": str(machine_type),

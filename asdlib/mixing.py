@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -115,13 +115,15 @@ def noise_segment(noise: np.ndarray, n: int, offset: int, crossfade: int) -> np.
     out = np.empty(n, dtype=np.float32)
     filled = min(n, len(noise) - offset)
     out[:filled] = noise[offset:offset + filled]
-    fade = np.sin(0.5 * np.pi * (np.arange(crossfade) + 0.5) / max(crossfade, 1)).astype(np.float32)
     while filled < n:
-        # the tail already written fades out while the loop's start fades in
-        start = filled - crossfade
-        out[start:filled] = out[start:filled] * fade[::-1] + noise[:crossfade] * fade
-        take = min(len(noise) - crossfade, n - filled)
-        out[filled:filled + take] = noise[crossfade:crossfade + take]
+        # the tail already written fades out while the loop's start fades in; the first
+        # wrap may come before ``crossfade`` samples are written (offset near the end)
+        overlap = min(crossfade, filled)
+        fade = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / max(overlap, 1)).astype(np.float32)
+        start = filled - overlap
+        out[start:filled] = out[start:filled] * fade[::-1] + noise[:overlap] * fade
+        take = min(len(noise) - overlap, n - filled)
+        out[filled:filled + take] = noise[overlap:overlap + take]
         filled += take
     return out
 

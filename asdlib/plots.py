@@ -1,15 +1,16 @@
 """Figures of the evaluation: ROC curves, score histograms, AUC against SNR.
 
-Each function draws one PNG (written atomically, without a timestamp, so equal
-data gives equal bytes) using matplotlib's object-oriented API with the Agg
-renderer; no global pyplot state is touched.
+Each function draws one figure and returns it as PNG bytes (without a timestamp, so
+equal data gives equal bytes), for the caller to write (asdlib.fileio.write_bytes): a
+parallel worker can draw and leave the writing to its parent. They use matplotlib's
+object-oriented API with the Agg renderer; no global pyplot state is touched.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import re
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -18,8 +19,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from asdlib.fileio import atomic_path
-
 PANEL_SIZE = (4.2, 3.6)  # inches per panel
 MAX_COLUMNS = 3
 _CONDITION_DB = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(?:db)?\s*$", re.IGNORECASE)
@@ -27,7 +26,7 @@ _INPUT_STYLES = {"raw": "-", "mse": "--"}
 _OTHER_STYLES = (":", "-.")
 
 
-def plot_roc(df: pd.DataFrame, path: str | Path, score_column: str = "score", title: str = "") -> None:
+def plot_roc(df: pd.DataFrame, score_column: str = "score", title: str = "") -> bytes:
     """One panel per machine type, one ROC curve per machine ID (its AUC in the legend)."""
     scored = _scored(df, score_column)
     types = sorted(scored["machine_type"].unique())
@@ -45,11 +44,11 @@ def plot_roc(df: pd.DataFrame, path: str | Path, score_column: str = "score", ti
         ax.set(title=str(machine_type), xlabel="false positive rate", ylabel="true positive rate",
                xlim=(0, 1), ylim=(0, 1.01))
         ax.legend(loc="lower right", fontsize="small")
-    _finish(fig, axes, len(types), title or f"ROC per machine ID ({score_column})", path)
+    return _finish(fig, axes, len(types), title or f"ROC per machine ID ({score_column})")
 
 
-def plot_score_histograms(df: pd.DataFrame, path: str | Path, score_column: str = "score",
-                          bins: int = 30, title: str = "") -> None:
+def plot_score_histograms(df: pd.DataFrame, score_column: str = "score", bins: int = 30,
+                          title: str = "") -> bytes:
     """One panel per machine type: histograms of the scores of normal and anomalous clips."""
     scored = _scored(df, score_column)
     types = sorted(scored["machine_type"].unique())
@@ -63,12 +62,12 @@ def plot_score_histograms(df: pd.DataFrame, path: str | Path, score_column: str 
                 ax.hist(values, bins=edges, alpha=0.55, color=color, label=f"{label} ({len(values)})")
         ax.set(title=str(machine_type), xlabel=f"anomaly score ({score_column})", ylabel="clips")
         ax.legend(fontsize="small")
-    _finish(fig, axes, len(types), title or "Anomaly scores, normal vs anomalous clips", path)
+    return _finish(fig, axes, len(types), title or "Anomaly scores, normal vs anomalous clips")
 
 
-def plot_auc_vs_snr(table: pd.DataFrame, path: str | Path, metric: str = "auc", title: str = "",
+def plot_auc_vs_snr(table: pd.DataFrame, metric: str = "auc", title: str = "",
                     reference: tuple[str, str] | None = None,
-                    band: tuple[str, str] | None = None) -> None:
+                    band: tuple[str, str] | None = None) -> bytes:
     """``metric`` against the SNR condition: one panel per model, one line per input.
 
     ``table`` is tidy: columns model, input, condition (``clean``, ``-6dB``, ``0dB``,
@@ -115,7 +114,7 @@ def plot_auc_vs_snr(table: pd.DataFrame, path: str | Path, metric: str = "auc", 
                ylim=(min(low, 0.5) - 0.03, high + 0.03))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper left")
-    _finish(fig, axes, len(models), title or f"{metric.upper()} against SNR, with and without MSE", path)
+    return _finish(fig, axes, len(models), title or f"{metric.upper()} against SNR, with and without MSE")
 
 
 def _snr_band(ax: Axes, line: pd.DataFrame, positions: dict[str, float], band: tuple[str, str],
@@ -173,9 +172,10 @@ def _panels(n: int, panel_size: tuple[float, float] = PANEL_SIZE) -> tuple[Figur
     return fig, axes
 
 
-def _finish(fig: Figure, axes: list[Axes], used: int, title: str, path: str | Path) -> None:
+def _finish(fig: Figure, axes: list[Axes], used: int, title: str) -> bytes:
     for ax in axes[used:]:
         ax.set_visible(False)
     fig.suptitle(title)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110, metadata={"Software": None})
+    return png.getvalue()

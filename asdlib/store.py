@@ -17,8 +17,9 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 import h5py
 import numpy as np
@@ -135,7 +136,7 @@ class ShardBuilder:
             try:
                 with np.load(part) as npz:
                     meta = json.loads(npz["meta"].tobytes().decode())
-            except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 part.unlink(missing_ok=True)
                 continue
             for position, item in enumerate(meta):

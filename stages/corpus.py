@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from asdlib.corpora.synthetic import generate_synthetic
-from asdlib.fileio import write_json
+from asdlib.fileio import replace_dir, write_json
 from asdlib.parallel import ParallelSettings
 
 from stages.common import DATA, params_section, run
@@ -37,8 +37,7 @@ def main() -> None:
     else:
         root = download(cfg)
     write_json(tmp / "corpus.json", {"source": cfg.source, "root": str(root)})
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
+    replace_dir(tmp, OUT)
 
 
 if __name__ == "__main__":

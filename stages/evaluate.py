@@ -21,8 +21,8 @@ from typing import NamedTuple
 import pandas as pd
 
 from asdlib.decisions import DecisionSettings, decision_metrics, fit_thresholds
-from asdlib.fileio import atomic_path, write_json, write_text
-from asdlib.metrics import NORMAL_SCORES_FILE, evaluate_scores, read_scores, roc_points
+from asdlib.fileio import atomic_path, write_bytes, write_json, write_text
+from asdlib.metrics import NORMAL_SCORES_FILE, REQUIRED_COLUMNS, evaluate_scores, read_scores, roc_points
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.plots import plot_auc_vs_snr, plot_roc, plot_score_histograms
 from asdlib.reporting import (auc_vs_snr_table, condition_snr, decisions_markdown, reported_scores,
@@ -62,21 +62,25 @@ def main() -> None:
     tidy, jobs, keys, systems = [], [], [], {}
     for path in sorted(SCORES.glob("*/*.csv")):
         model, input_name = path.parent.name, path.stem
-        scores = read_scores(path)
+        scores = read_scores(path, required=(*REQUIRED_COLUMNS, "condition", "score"))
         normals = {c: _normal_scores(model, input_name, c) for c in scores["condition"].unique()}
         for name, column in reported_scores(scores, model, cfg.extra_scores).items():
             systems[(name, input_name)] = (scores, column, str(path))
             for condition, rows in scores.groupby("condition", sort=False):
                 keys.append((name, input_name, condition))
-                jobs.append(Setting(rows, column, normals[condition], f"{name}.{input_name}.{condition}"))
+                jobs.append(Setting(rows, column, normals[condition], f"{name}.{input_name}.{condition}", path,
+                                    _normal_scores_path(model, input_name, condition)))
     results = parallel_map(partial(_evaluate_setting, cfg=cfg), jobs, ParallelSettings(backend="loky", n_jobs=-1),
                            desc="settings", total=len(jobs))
-    for (name, input_name, condition), (result, decision) in zip(keys, results):
-        metrics.setdefault(name, {}).setdefault(input_name, {})[condition] = result
-        decisions.setdefault(name, {}).setdefault(input_name, {})[condition] = decision
+    for (name, input_name, condition), job, result in zip(keys, jobs, results):
+        metrics.setdefault(name, {}).setdefault(input_name, {})[condition] = result.metrics
+        decisions.setdefault(name, {}).setdefault(input_name, {})[condition] = result.decisions
+        write_text(METRICS / "roc" / f"{job.stem}.csv", result.roc_table)
+        write_bytes(METRICS / "plots" / "roc" / f"{job.stem}.png", result.roc_png)
+        write_bytes(METRICS / "plots" / "hist" / f"{job.stem}.png", result.hist_png)
         tidy.append({"model": name, "input": input_name, "condition": condition,
-                     "snr_db": condition_snr(condition), "auc": result["overall"]["auc"],
-                     "pauc": result["overall"]["pauc"]})
+                     "snr_db": condition_snr(condition), "auc": result.metrics["overall"]["auc"],
+                     "pauc": result.metrics["overall"]["pauc"]})
     if not metrics:
         raise FileNotFoundError(f"{SCORES}: no score tables (run the train stages first)")
     comparisons = compare_systems(systems, BASELINE, cfg.bootstrap, PAIRED_INPUTS)
@@ -97,43 +101,67 @@ def main() -> None:
     wide = auc_vs_snr_table(table)
     with atomic_path(METRICS / "auc_vs_snr.csv") as tmp:
         wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-    plot_auc_vs_snr(table, METRICS / "plots" / "auc_vs_snr.png", reference=BASELINE, band=("auc_low", "auc_high"),
-                    title=f"AUC against SNR, with and without MSE (shaded: "
-                          f"{cfg.bootstrap.confidence:.0%} bootstrap interval over test clips)")
+    write_bytes(METRICS / "plots" / "auc_vs_snr.png", plot_auc_vs_snr(
+        table, reference=BASELINE, band=("auc_low", "auc_high"),
+        title=f"AUC against SNR, with and without MSE (shaded: "
+              f"{cfg.bootstrap.confidence:.0%} bootstrap interval over test clips)"))
     print((METRICS / "summary.md").read_text())
+
+
+def _normal_scores_path(model: str, input_name: str, condition: str) -> Path:
+    return MODELS / model / input_name / condition / NORMAL_SCORES_FILE
 
 
 def _normal_scores(model: str, input_name: str, condition: str) -> pd.DataFrame:
     """The training normals' scores the train stage wrote next to a condition's models."""
-    path = MODELS / model / input_name / condition / NORMAL_SCORES_FILE
+    path = _normal_scores_path(model, input_name, condition)
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing (the train stage writes it with the models; run it again)")
-    return read_scores(path)
+    return read_scores(path, required=("machine_type", "machine_id"))
 
 
 class Setting(NamedTuple):
     """One model x input x condition to evaluate: its test clips' scores (``column``),
-    its training normals' scores (thresholds) and the stem of its files."""
+    its training normals' scores (thresholds), the stem of its files, and the files
+    both came from (for error messages)."""
 
     rows: pd.DataFrame
     column: str
     normals: pd.DataFrame
     stem: str
+    scores_path: Path
+    normals_path: Path
 
 
-def _evaluate_setting(job: Setting, cfg: EvaluateParams) -> tuple[dict, dict]:
-    """AUC/pAUC and decision metrics of one setting; writes its ROC table and figures
-    (files of its own, so settings run in parallel workers)."""
+class SettingResult(NamedTuple):
+    """What a worker computed for one setting; the parent writes the files."""
+
+    metrics: dict
+    decisions: dict
+    roc_table: str  # CSV of the ROC at the fixed FPR grid (a DVC plot)
+    roc_png: bytes
+    hist_png: bytes
+
+
+def _evaluate_setting(job: Setting, cfg: EvaluateParams) -> SettingResult:
+    """AUC/pAUC, decision metrics, ROC table and figures of one setting (run in a
+    worker: it returns them, and only the parent writes files); errors name the file."""
     rows, column, stem = job.rows, job.column, job.stem
-    thresholds = fit_thresholds(job.normals, column, cfg.decision.quantile)
+    try:
+        thresholds = fit_thresholds(job.normals, column, cfg.decision.quantile)
+    except ValueError as error:
+        raise ValueError(f"{job.normals_path}: {error}") from None
+    try:
+        metrics = evaluate_scores(rows, column)
+        decisions = decision_metrics(rows, column, thresholds)
+    except ValueError as error:
+        raise ValueError(f"{job.scores_path} ({stem}): {error}") from None
     points = roc_points(rows, column, cfg.roc_points)
     wide = points.pivot(index="fpr", columns="machine_type", values="tpr").reset_index()
-    with atomic_path(METRICS / "roc" / f"{stem}.csv") as tmp:
-        wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-    plot_roc(rows, METRICS / "plots" / "roc" / f"{stem}.png", score_column=column, title=stem)
-    plot_score_histograms(rows, METRICS / "plots" / "hist" / f"{stem}.png", score_column=column,
-                          title=stem)
-    return evaluate_scores(rows, column), decision_metrics(rows, column, thresholds)
+    roc_table = wide.to_csv(index=False, float_format="%.6f", lineterminator="\n")
+    return SettingResult(metrics, decisions, roc_table,
+                         plot_roc(rows, score_column=column, title=stem),
+                         plot_score_histograms(rows, score_column=column, title=stem))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from functools import partial
 
+from asdlib.fileio import replace_dir
 from asdlib.manifest import read_clip, read_manifest, write_manifest
 from asdlib.mixing import MixSettings, build_mixtures, store_native
 from asdlib.parallel import ParallelSettings
@@ -34,8 +35,7 @@ def main() -> None:
         mixtures = build_mixtures(manifest, DATA / "noise", tmp, work_dir("mix"), settings, parallel, read_clip_)
     mixtures["store"] = mixtures["store"].str.replace(str(tmp), str(OUT), regex=False)
     write_manifest(mixtures, tmp / "manifest.csv")
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
+    replace_dir(tmp, OUT)
     print(mixtures.groupby(["condition", "split"]).size().to_string())
 
 

@@ -15,6 +15,7 @@ import shutil
 import pandas as pd
 
 from asdlib.extraction import MseInput, MseRecord, extract_manifest, write_mse_record
+from asdlib.fileio import replace_dir
 from asdlib.manifest import read_manifest, write_manifest
 from asdlib.model_card import EXTRACTION_FILE
 from asdlib.parallel import ParallelSettings
@@ -49,8 +50,7 @@ def main() -> None:
     write_manifest(extracted, tmp / "manifest.csv")
     estimator = file_digest(SNR_MODEL) if cfg.snr_source == "estimated" else ""
     write_mse_record(tmp / EXTRACTION_FILE, MseRecord(cfg, estimator))  # for the train stages' model cards
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
+    replace_dir(tmp, OUT)
     steps = extracted.groupby("condition")["mse_steps"].mean().round(1)
     print(f"MSE steps per clip by condition:\n{steps.to_string()}")
 

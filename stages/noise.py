@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+from asdlib.fileio import replace_dir
 from asdlib.noise_bank import NoiseBankSettings, write_noise_bank
 
 from stages.common import DATA, params_section, run
@@ -16,8 +17,7 @@ def main() -> None:
     tmp = OUT.with_name(".noise.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     written = write_noise_bank(tmp, settings)
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
+    replace_dir(tmp, OUT)
     print(f"noise bank: {len(written)} noises from {settings.source}")
 
 

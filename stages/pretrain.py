@@ -21,6 +21,7 @@ import pandas as pd
 from asdlib.config import load_yaml, parse
 from asdlib.corpora.audioset_music import prepare_audioset_music
 from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetectorSettings
+from asdlib.fileio import replace_dir
 from asdlib.manifest import read_clip, read_manifest
 from asdlib.store import file_digest
 
@@ -57,8 +58,7 @@ def main() -> None:
     shutil.copyfile(weights, tmp / "model.pt")
     history = pd.read_csv(weights.parent / "history.csv").drop(columns=["seconds"], errors="ignore")
     history.to_csv(tmp / "history.csv", index=False, float_format="%.6g", lineterminator="\n")  # no timings: same bytes
-    shutil.rmtree(CONFORMER_PRETRAINED, ignore_errors=True)
-    tmp.rename(CONFORMER_PRETRAINED)
+    replace_dir(tmp, CONFORMER_PRETRAINED)
 
 
 def _generic_rows(cfg: PretrainParams) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import shutil
 import pandas as pd
 
 from asdlib.config import to_dict
-from asdlib.fileio import atomic_path
+from asdlib.fileio import atomic_path, replace_dir
 from asdlib.manifest import read_clip, read_manifest
 from asdlib.noise_bank import noise_bank_identity, read_noise_bank
 from asdlib.snr_estimation import SnrEstimatorSettings, train_snr_estimator
@@ -41,8 +41,7 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     estimator.save(tmp / "model.pt")
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
+    replace_dir(tmp, OUT)
     history = pd.DataFrame(result.history).drop(columns=["seconds"], errors="ignore")
     with atomic_path(METRICS / "snr_training.csv") as tmp:
         history.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")

@@ -32,7 +32,7 @@ import torch
 from asdlib.config import load_yaml, parse, to_dict
 from asdlib.datasets import LoadFn
 from asdlib.detectors.common import Detector
-from asdlib.fileio import atomic_path
+from asdlib.fileio import atomic_path, replace_dir
 from asdlib.manifest import read_manifest
 from asdlib.metrics import NORMAL_SCORES_FILE, score_table, write_scores
 from asdlib.model_card import EXTRACTION_FILE, ModelCard, read_record, write_model_card
@@ -104,7 +104,8 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
         raise ValueError(f"{PARAMS_FILE}: train.conditions: {absent} not in {INPUTS[input_name]} "
                          f"(it has {sorted(set(manifest['condition']))})")
     models_out = DATA / "models" / model / input_name
-    shutil.rmtree(models_out, ignore_errors=True)
+    models_tmp = models_out.with_name(f".{input_name}.tmp")  # replaces models_out once complete
+    shutil.rmtree(models_tmp, ignore_errors=True)
     workers = min(len(cfg.conditions), ParallelSettings(n_jobs=cfg.workers).workers())
     threads = settings.train.num_threads or max(1, (os.cpu_count() or 1) // workers)
     work_root = _work_root(model, input_name, manifest, detector_params, pretrained, threads)
@@ -122,10 +123,11 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
     histories = []
     for condition, job, result in zip(cfg.conditions, jobs, results):
         histories += _histories(job.work, condition)
-        _copy_models(job.work, models_out / condition)
-        write_scores(models_out / condition / NORMAL_SCORES_FILE, result.normal)
-        write_model_card(models_out / condition,
+        _copy_models(job.work, models_tmp / condition)
+        write_scores(models_tmp / condition / NORMAL_SCORES_FILE, result.normal)
+        write_model_card(models_tmp / condition,
                          ModelCard(model, input_name, condition, to_dict(settings), extraction))
+    replace_dir(models_tmp, models_out)
     write_scores(DATA / "scores" / model / f"{input_name}.csv", pd.concat([r.test for r in results]))
     with atomic_path(METRICS / "training" / f"{model}.{input_name}.csv") as tmp:
         pd.concat(histories).to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")

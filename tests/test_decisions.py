@@ -11,11 +11,30 @@ from asdlib.decisions import DecisionError, DecisionSettings, decide, decision_m
 
 
 def test_gamma_threshold_finds_the_quantile_of_gamma_scores():
-    shape, loc, scale = 3.0, 0.5, 0.2
-    scores = stats.gamma.rvs(shape, loc=loc, scale=scale, size=2000, random_state=np.random.default_rng(0))
-    truth = stats.gamma.ppf(0.9, shape, loc=loc, scale=scale)
+    shape, scale = 3.0, 0.2
+    scores = stats.gamma.rvs(shape, scale=scale, size=2000, random_state=np.random.default_rng(0))
+    truth = stats.gamma.ppf(0.9, shape, scale=scale)
     assert gamma_threshold(scores, 0.9, "fan/id_00") == pytest.approx(truth, rel=0.03)
     assert gamma_threshold(scores, 0.5, "fan/id_00") < gamma_threshold(scores, 0.9, "fan/id_00")
+
+
+def test_gamma_threshold_is_not_thrown_off_by_a_degenerate_fit():
+    # 40 scores like a machine ID's reconstruction errors, on which scipy's free
+    # three-parameter fit lands on shape 0.31 and a threshold over 6x the highest score
+    scores = np.random.default_rng(18).gamma(20.0, 0.004, 40)
+    free = stats.gamma.ppf(0.9, *stats.gamma.fit(scores))
+    assert free > 2 * scores.max()
+    threshold = gamma_threshold(scores, 0.9, "pump/id_04")
+    assert np.quantile(scores, 0.75) < threshold < scores.max() * 1.2
+    assert threshold == pytest.approx(stats.gamma.ppf(0.9, 20.0, scale=0.004), rel=0.1)
+
+
+def test_gamma_threshold_of_scores_reaching_zero_or_below():
+    scores = np.random.default_rng(2).gamma(2.0, 1.0, 200)
+    for shift in (-scores.min(), -3.0):  # lowest score exactly 0; scores down to -3
+        threshold = gamma_threshold(scores + shift, 0.9, "fan/id_00")
+        assert np.isfinite(threshold)
+        assert threshold == pytest.approx(np.quantile(scores + shift, 0.9), abs=0.5)
 
 
 def test_gamma_threshold_of_few_or_tied_or_bad_scores():

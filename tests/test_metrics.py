@@ -113,3 +113,12 @@ def test_reported_scores_names_extra_scorers_and_skips_the_copy_of_the_own_score
                            "score_knn": [0.5, 0.1], "label": ["normal", "anomaly"]})
     assert reported_scores(scores, "stgram_mfn") == {"stgram_mfn": "score", "stgram_mfn_knn": "score_knn"}
     assert reported_scores(scores, "stgram_mfn", extra=False) == {"stgram_mfn": "score"}
+
+
+def test_roc_points_keep_every_operating_point_of_tied_scores():
+    # three tie groups of one normal and one anomalous clip: their ROC points lie on one
+    # diagonal, and the middle ones are reachable thresholds all the same
+    scores = [0.9, 0.8, 0.7, 0.6, 0.9, 0.8, 0.7, 0.1]
+    tied = _table("fan", "id_00", ["anomaly"] * 4 + ["normal"] * 4, scores)
+    pts = roc_points(tied, num_points=5)
+    assert pts["tpr"].tolist() == [0.0, 0.25, 0.5, 1.0, 1.0]  # at FPR 0, 0.25, 0.5, 0.75, 1

@@ -64,6 +64,13 @@ def test_looped_noise_has_no_gap_and_keeps_level():
     assert np.array_equal(noise_segment(noise, 1000, 10, 400), noise[10:1010])
 
 
+def test_looped_noise_from_an_offset_closer_to_the_end_than_the_crossfade():
+    noise = np.random.default_rng(2).standard_normal(3000).astype(np.float32)
+    out = noise_segment(noise, 10000, 2990, crossfade=400)  # 10 samples before the first wrap
+    assert len(out) == 10000 and np.all(np.isfinite(out))
+    assert np.array_equal(out[10:2000], noise[10:2000])  # after a 10-sample crossfade, the loop
+
+
 def test_condition_names():
     assert parse_condition("clean") is None and parse_condition("-6dB") == -6.0
     with pytest.raises(ValueError, match="'6 dB'"):

@@ -1,7 +1,6 @@
 """Both shipped params files parse completely; typos are caught before any work."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -1,6 +1,8 @@
-"""Plots write readable, non-empty PNGs; the SNR axis is ordered with 'clean' last."""
+"""Plots are readable, non-empty PNGs (bytes, equal for equal data); the SNR axis has 'clean' last."""
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 import pandas as pd
@@ -23,25 +25,23 @@ def _scores(seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _check_png(path) -> np.ndarray:
-    image = imread(path)
+def _check_png(png: bytes) -> np.ndarray:
+    image = imread(io.BytesIO(png), format="png")
     assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
     assert image[..., :3].std() > 0.05  # not a blank canvas
     return image
 
 
-def test_roc_and_histograms(tmp_path):
+def test_roc_and_histograms():
     df = _scores()
-    plot_roc(df, tmp_path / "roc.png")
-    plot_score_histograms(df, tmp_path / "hist.png")
-    _check_png(tmp_path / "roc.png")
-    _check_png(tmp_path / "hist.png")
-    assert not list(tmp_path.glob(".*tmp*"))  # no temporary files left behind
-    plot_roc(df, tmp_path / "again.png")
-    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "roc.png").read_bytes()
+    roc = plot_roc(df)
+    _check_png(roc)
+    _check_png(plot_score_histograms(df))
+    assert plot_roc(df) == roc  # no timestamp: equal data, equal bytes
+    assert plot_roc(_scores(seed=1)) != roc
 
 
-def test_auc_vs_snr_from_metrics(tmp_path):
+def test_auc_vs_snr_from_metrics():
     rows = []
     for model in ("dense_ae", "stgram_mfn"):
         for input_name in ("raw", "mse"):
@@ -51,19 +51,18 @@ def test_auc_vs_snr_from_metrics(tmp_path):
                           "auc": result[t]["mean"]["auc"], "pauc": result[t]["mean"]["pauc"]}
                          for t in result if t != "overall"]
     table = pd.DataFrame(rows)
-    plot_auc_vs_snr(table.drop(columns="machine_type"), tmp_path / "snr.png")  # averaged over types
-    _check_png(tmp_path / "snr.png")
-    plot_auc_vs_snr(table, tmp_path / "snr_types.png", metric="pauc", reference=("dense_ae", "raw"))
-    _check_png(tmp_path / "snr_types.png")
+    snr = plot_auc_vs_snr(table.drop(columns="machine_type"))  # averaged over types
+    _check_png(snr)
+    _check_png(plot_auc_vs_snr(table, metric="pauc", reference=("dense_ae", "raw")))
     one_model = table[table["model"] == "dense_ae"]
-    plot_auc_vs_snr(one_model, tmp_path / "one.png", reference=("dense_ae", "raw"))
-    assert _check_png(tmp_path / "one.png").shape[1] < _check_png(tmp_path / "snr.png").shape[1]  # a panel per model
+    one = plot_auc_vs_snr(one_model, reference=("dense_ae", "raw"))
+    assert _check_png(one).shape[1] < _check_png(snr).shape[1]  # a panel per model
     banded = one_model.assign(low=one_model["auc"] - 0.05, high=one_model["auc"] + 0.05)
-    plot_auc_vs_snr(banded, tmp_path / "band.png", reference=("dense_ae", "raw"), band=("low", "high"))
-    assert _check_png(tmp_path / "band.png").shape == _check_png(tmp_path / "one.png").shape
-    assert (tmp_path / "band.png").read_bytes() != (tmp_path / "one.png").read_bytes()  # shading drawn
+    band = plot_auc_vs_snr(banded, reference=("dense_ae", "raw"), band=("low", "high"))
+    assert _check_png(band).shape == _check_png(one).shape
+    assert band != one  # shading drawn
     with pytest.raises(ValueError, match=r"lacks columns \['high'\]"):
-        plot_auc_vs_snr(banded.drop(columns="high"), tmp_path / "no.png", band=("low", "high"))
+        plot_auc_vs_snr(banded.drop(columns="high"), band=("low", "high"))
 
 
 def test_condition_positions():
@@ -77,4 +76,4 @@ def test_condition_positions():
 
 def test_missing_columns():
     with pytest.raises(ValueError, match="lacks columns"):
-        plot_auc_vs_snr(pd.DataFrame({"model": ["a"]}), "unused.png")
+        plot_auc_vs_snr(pd.DataFrame({"model": ["a"]}))

@@ -61,6 +61,16 @@ def test_corrupt_part_is_recomputed(tmp_path):
         assert np.array_equal(r.read("c5"), clip(5))
 
 
+def test_truncated_part_is_recomputed(tmp_path):
+    keys = [f"c{i}" for i in range(6)]
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path / "s.h5", tmp_path / "w", keys, fail_after=4, part_size=2)
+    parts = sorted((tmp_path / "w").rglob("part-*.npz"))
+    data = parts[0].read_bytes()
+    parts[0].write_bytes(data[:len(data) // 2])  # a zip cut short: its directory is gone
+    assert build(tmp_path / "s.h5", tmp_path / "w", keys, part_size=2) == ["c0", "c1", "c4", "c5"]
+
+
 def test_missing_keys_and_bad_shard(tmp_path):
     builder = ShardBuilder(tmp_path / "s.h5", "fp", tmp_path / "w")
     builder.add("a", clip(0))

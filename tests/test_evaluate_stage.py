@@ -1,0 +1,64 @@
+"""Stage `evaluate` on a tiny score table: what it writes, and errors that name the file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages import evaluate
+
+PARAMS = "evaluate:\n  roc_points: 11\n  bootstrap:\n    resamples: 100\n"
+
+
+def _tables(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Test clips (6 normal, 6 anomalous per ID) and 20 training normals per ID of two fan IDs."""
+    test, normals = [], []
+    for machine_id in ("id_00", "id_02"):
+        for label, centre in (("normal", 1.0), ("anomaly", 1.6)):
+            for k in range(6):
+                test.append(dict(clip_id=f"{machine_id}_{label}_{k}@clean", machine_type="fan",
+                                 machine_id=machine_id, label=label, condition="clean",
+                                 score=centre + 0.3 * rng.random()))
+        for k in range(20):
+            normals.append(dict(clip_id=f"{machine_id}_train_{k}@clean", machine_type="fan", machine_id=machine_id,
+                                label="normal", condition="clean", score=1.0 + 0.3 * rng.random()))
+    return pd.DataFrame(test), pd.DataFrame(normals)
+
+
+def _workspace(tmp_path, monkeypatch, test: pd.DataFrame, normals: pd.DataFrame) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    (tmp_path / "data" / "scores" / "dense_ae").mkdir(parents=True, exist_ok=True)
+    test.to_csv(tmp_path / "data" / "scores" / "dense_ae" / "raw.csv", index=False)
+    model_dir = tmp_path / "data" / "models" / "dense_ae" / "raw" / "clean"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    normals.to_csv(model_dir / "normal_scores.csv", index=False)
+
+
+def test_evaluate_writes_metrics_tables_and_figures(tmp_path, monkeypatch):
+    _workspace(tmp_path, monkeypatch, *_tables(np.random.default_rng(0)))
+    evaluate.main()
+    metrics = tmp_path / "metrics"
+    for name in ("asd.json", "decisions.json", "comparisons.json", "summary.md", "auc_vs_snr.csv",
+                 "roc/dense_ae.raw.clean.csv", "plots/roc/dense_ae.raw.clean.png",
+                 "plots/hist/dense_ae.raw.clean.png", "plots/auc_vs_snr.png"):
+        assert (metrics / name).stat().st_size > 0, name
+    assert (metrics / "plots" / "roc" / "dense_ae.raw.clean.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(pd.read_csv(metrics / "roc" / "dense_ae.raw.clean.csv")) == 11
+    assert not [p for p in metrics.rglob("*") if ".tmp" in p.name]
+
+
+def test_evaluate_errors_name_the_file_at_fault(tmp_path, monkeypatch):
+    test, normals = _tables(np.random.default_rng(0))
+    normals.loc[3, "score"] = np.nan
+    _workspace(tmp_path, monkeypatch, test, normals)
+    with pytest.raises(ValueError, match=r"data/models/dense_ae/raw/clean/normal_scores.csv: fan/id_00: .*NaN"):
+        evaluate.main()
+    _workspace(tmp_path, monkeypatch, test.drop(columns="condition"), normals)
+    with pytest.raises(ValueError, match=r"data/scores/dense_ae/raw.csv: lacks columns \['condition'\]"):
+        evaluate.main()
+    no_anomaly = test[~((test["machine_id"] == "id_02") & (test["label"] == "anomaly"))]
+    _workspace(tmp_path, monkeypatch, no_anomaly, normals.fillna(1.0))
+    with pytest.raises(ValueError, match=r"dense_ae/raw.csv \(dense_ae.raw.clean\): fan/id_02: no anomalous"):
+        evaluate.main()
