@@ -86,7 +86,8 @@ def decisions_markdown(decisions: dict[str, Any], quantile: float) -> str:
     lines = ["## Decisions", "",
              f"A clip is flagged when its score exceeds its machine ID's threshold: the {quantile:g} "
              "quantile of a gamma distribution fitted to the scores of the ID's normal training clips "
-             "(the DCASE 2021-2024 baselines' rule). Mean over machine types of the per-ID precision / "
+             "(the DCASE 2021-2024 baselines' rule, with the gamma's origin fixed at 0). Mean over machine "
+             "types of the per-ID precision / "
              "recall / F1 of the anomalous class and false-alarm rate (share of normal clips flagged; "
              f"about {1 - quantile:.2g} where test normals score like the training ones, more where the "
              "detector scores its own training clips lower than new normal ones). "
