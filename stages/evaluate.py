@@ -63,13 +63,14 @@ def main() -> None:
     for path in sorted(SCORES.glob("*/*.csv")):
         model, input_name = path.parent.name, path.stem
         scores = read_scores(path, required=(*REQUIRED_COLUMNS, "condition", "score"))
-        normals = {c: _normal_scores(model, input_name, c) for c in scores["condition"].unique()}
+        normal_paths = {c: MODELS / model / input_name / c / NORMAL_SCORES_FILE for c in scores["condition"].unique()}
+        normals = {c: _normal_scores(p) for c, p in normal_paths.items()}
         for name, column in reported_scores(scores, model, cfg.extra_scores).items():
             systems[(name, input_name)] = (scores, column, str(path))
             for condition, rows in scores.groupby("condition", sort=False):
                 keys.append((name, input_name, condition))
                 jobs.append(Setting(rows, column, normals[condition], f"{name}.{input_name}.{condition}", path,
-                                    _normal_scores_path(model, input_name, condition)))
+                                    normal_paths[condition]))
     results = parallel_map(partial(_evaluate_setting, cfg=cfg), jobs, ParallelSettings(backend="loky", n_jobs=-1),
                            desc="settings", total=len(jobs))
     for (name, input_name, condition), job, result in zip(keys, jobs, results):
@@ -108,13 +109,8 @@ def main() -> None:
     print((METRICS / "summary.md").read_text())
 
 
-def _normal_scores_path(model: str, input_name: str, condition: str) -> Path:
-    return MODELS / model / input_name / condition / NORMAL_SCORES_FILE
-
-
-def _normal_scores(model: str, input_name: str, condition: str) -> pd.DataFrame:
+def _normal_scores(path: Path) -> pd.DataFrame:
     """The training normals' scores the train stage wrote next to a condition's models."""
-    path = _normal_scores_path(model, input_name, condition)
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing (the train stage writes it with the models; run it again)")
     return read_scores(path, required=("machine_type", "machine_id"))
