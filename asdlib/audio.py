@@ -31,7 +31,10 @@ def read_audio(
     resample: bool = False,
     num_samples: int | None = None,
 ) -> np.ndarray:
-    """Read one channel of an audio file as float32 in [-1, 1].
+    """Read one channel of an audio file as float32.
+
+    PCM samples come scaled into [-1, 1); a float file's samples come as stored, which
+    may exceed full scale (only non-finite values are refused).
 
     ``channel`` picks a channel of a multichannel file (ignored for mono files).
     A file at another sample rate is an error unless ``resample`` is true, in
@@ -47,7 +50,7 @@ def read_audio(
         raise AudioError(f"{path}: not a readable audio file ({exc})") from exc
     if info.frames == 0:
         raise AudioError(f"{path}: empty audio file (0 samples)")
-    if info.format == "WAV":
+    if info.format in ("WAV", "WAVEX", "RF64"):
         _check_wav_complete(path)
     if info.channels == 1:
         channel = 0
@@ -56,7 +59,7 @@ def read_audio(
     if info.samplerate != sample_rate and not resample:
         raise AudioError(
             f"{path}: sample rate {info.samplerate} Hz, expected {sample_rate} Hz "
-            "(set resample: true to convert)"
+            "(to convert it: corpus.resample in params.yaml, --resample for asd)"
         )
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -74,23 +77,30 @@ def read_audio(
 
 
 def _check_wav_complete(path: Path) -> None:
-    """Compare the RIFF data chunk's declared size with the bytes really present.
+    """Compare the data chunk's declared size with the bytes really present (RIFF WAVE,
+    WAVE_FORMAT_EXTENSIBLE included, and RF64, whose real size is in its ``ds64`` chunk).
 
-    libsndfile quietly reads what is there, so a copy cut short would pass.
+    libsndfile quietly reads what is there, so a copy cut short would pass. A data size
+    of 0xFFFFFFFF without a ``ds64`` chunk (a streamed file whose writer never knew the
+    length) is not checked.
     """
     size = path.stat().st_size
     with open(path, "rb") as fh:
         header = fh.read(12)
-        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        if len(header) < 12 or header[:4] not in (b"RIFF", b"RF64") or header[8:12] != b"WAVE":
             return
-        offset = 12
+        offset, ds64_data_size = 12, None
         while offset + 8 <= size:
             fh.seek(offset)
             chunk = fh.read(8)
             declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"ds64":  # 64-bit RIFF size, then 64-bit data size
+                ds64_data_size = int.from_bytes(fh.read(16)[8:16], "little")
             if chunk[:4] == b"data":
+                if declared == 0xFFFFFFFF:
+                    declared = ds64_data_size
                 present = size - offset - 8
-                if declared > present and declared != 0xFFFFFFFF:
+                if declared is not None and declared > present:
                     raise AudioError(
                         f"{path}: truncated: data chunk declares {declared} bytes, file holds {present}"
                     )

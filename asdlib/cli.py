@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import pandas as pd
+import soundfile as sf
 
 from asdlib.config import load_yaml, parse
 from asdlib.corpora import archives, audioset_music, dcase2020, mimii, noisex92
@@ -131,8 +132,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="audio files or folders (every .wav / .flac under them) of one machine")
     s.add_argument("--machine-type", metavar="TYPE", help="machine type of the AUDIO (as in training)")
     s.add_argument("--machine-id", metavar="ID", help="machine ID of the AUDIO, e.g. id_00 (as in training)")
+    s.add_argument("--channel", type=int, metavar="N",
+                   help="channel of multichannel AUDIO to score, from 0 (as corpus.channel in training; "
+                        "default 0, with a note when a file has several)")
     s.add_argument("--manifest", type=Path, metavar="FILE",
-                   help="score this manifest's clips instead (from `asd prepare`, or data/mix/manifest.csv)")
+                   help="score this manifest's clips instead (from `asd prepare`, or data/mix/manifest.csv; "
+                        "its relative paths are read from where the pipeline ran: run asd there)")
     s.add_argument("--splits", nargs="+", metavar="SPLIT", help="manifest splits scored (default all)")
     s.add_argument("--conditions", nargs="+", metavar="COND",
                    help="manifest SNR conditions scored (default all; a mixture manifest has several)")
@@ -219,22 +224,22 @@ def _score(args: argparse.Namespace) -> int:
     params = load_yaml(args.params) if args.params is not None else None
     card = read_model_card(args.model_dir)
     extraction = None
-    if args.extract:
-        extraction = inference.Extraction(*_extraction_settings(args, params, card))
-    elif args.snr_model is not None or args.snr_db is not None:
-        raise UsageError("score: --snr-model and --snr-db only apply with --extract")
     if card is not None and (card.input == "mse") != args.extract:
         print(f"note: {args.model_dir} was trained on {card.input} audio (its {MODEL_CARD_FILE}); "
               + ("without --extract these clips are scored as given, which is right only if they are "
                  "MSE output already (data/mse/manifest.csv)" if card.input == "mse" else
                  "--extract gives it MSE output, which it never saw in training"))
+    if args.extract:
+        extraction = inference.Extraction(*_extraction_settings(args, params, card))
+    elif args.snr_model is not None or args.snr_db is not None:
+        raise UsageError("score: --snr-model and --snr-db only apply with --extract")
     detectors = (params.get("detectors") or {}) if params is not None else None
     name, detector = inference.load_detector(args.model_dir, detectors, args.device)
     load = partial(inference.read_recording, resample=args.resample)
     scores = inference.score_recordings(detector, rows, load, extraction, ParallelSettings(n_jobs=args.jobs))
     table = inference.recording_table(rows, scores)
     quantile = _decision_quantile(args, params)
-    flags = inference.decisions(args.model_dir, table, quantile)
+    flags = inference.decisions(args.model_dir, table, quantile, getattr(detector.settings, "score", ""))
     if flags is not None:
         table = table.join(flags)
     write_scores(args.out, table)
@@ -247,9 +252,11 @@ def _score(args: argparse.Namespace) -> int:
               f"{quantile:g} quantile of a gamma fit to each machine ID's training normals' scores)")
         if not decided.all():
             print(f"{int((~decided).sum())} clips without a decision: their machine ID had no training clips")
-    labelled = table[table["label"] != "unknown"]
+    labelled = table[(table["label"] != "unknown") & (table["split"] != "train")]
     if labelled.empty:
         return 0
+    if (table["split"] == "train").any():
+        print("AUC and F1 below leave out the training clips (the model was fitted on them)")
     if labelled.groupby(["condition", "machine_type", "machine_id"])["label"].nunique().lt(2).any():
         print("no AUC: a machine ID lacks normal or anomalous clips")
         return 0
@@ -279,6 +286,9 @@ def _extraction_settings(args: argparse.Namespace, params: Optional[dict],
                   f"with ({args.model_dir / MODEL_CARD_FILE}); extracting with --params' as asked")
     elif made is not None:
         mse = made.settings
+    elif card is not None and card.input == "raw":
+        raise UsageError(f"score --extract: {args.model_dir} was trained on raw audio, so its model card names "
+                         "no MSE settings; give --params, a params.yaml whose mse.settings to extract with")
     else:
         raise UsageError(f"score --extract: {args.model_dir} has no model card saying how its MSE input was "
                          f"made; give --params, the params.yaml whose mse.settings it was made with")
@@ -308,8 +318,9 @@ def _rows_to_score(args: argparse.Namespace) -> pd.DataFrame:
     from asdlib.inference import recording_rows
 
     if args.manifest is not None:
-        if args.audio or args.machine_type or args.machine_id:
-            raise UsageError("score: give either --manifest or audio files with --machine-type/--machine-id")
+        if args.audio or args.machine_type or args.machine_id or args.channel is not None:
+            raise UsageError("score: give either --manifest or audio files with --machine-type/--machine-id "
+                             "(and --channel)")
         rows = read_manifest(args.manifest)
         if args.splits:
             rows = rows[rows["split"].isin(args.splits)]
@@ -325,7 +336,21 @@ def _rows_to_score(args: argparse.Namespace) -> pd.DataFrame:
         raise UsageError("score: give audio files or folders, or --manifest")
     if not args.machine_type or not args.machine_id:
         raise UsageError("score: audio files need --machine-type and --machine-id (the machine they are of)")
-    return recording_rows(args.audio, args.machine_type, args.machine_id)
+    rows = recording_rows(args.audio, args.machine_type, args.machine_id, args.channel or 0)
+    if args.channel is None:
+        several = [path for path in rows["path"] if _channels(path) > 1]
+        if several:
+            print(f"note: {len(several)} of {len(rows)} files have several channels (e.g. {several[0]}); "
+                  "scoring channel 0, give --channel for another")
+    return rows
+
+
+def _channels(path: str) -> int:
+    """Channel count of an audio file; 1 for an unreadable one (reading it names the problem)."""
+    try:
+        return sf.info(path).channels
+    except (RuntimeError, sf.LibsndfileError):
+        return 1
 
 
 def _score_table(path: Path, column: str) -> tuple[pd.DataFrame, str, str]:

@@ -123,7 +123,8 @@ def score_recordings(detector: Detector, rows: pd.DataFrame, load: LoadFn, extra
         part = rows.iloc[start:start + chunk]
         waves = [load_clip(row, load) for _, row in part.iterrows()]
         if extraction is not None:
-            targets = (stored_estimates(estimator.predict(waves)) if estimator is not None
+            targets = (stored_estimates(estimator.predict(waves, names=list(part["clip_id"])))
+                       if estimator is not None
                        else [float(extraction.snr_db)] * len(waves))
             jobs = [(wave, float(target), str(clip_id))
                     for wave, target, clip_id in zip(waves, targets, part["clip_id"])]
@@ -148,10 +149,13 @@ def read_recording(row: pd.Series, resample: bool = False) -> np.ndarray:
     return read_clip(row, resample)
 
 
-def recording_rows(paths: Sequence[str | Path], machine_type: str, machine_id: str) -> pd.DataFrame:
+def recording_rows(paths: Sequence[str | Path], machine_type: str, machine_id: str,
+                   channel: int = 0) -> pd.DataFrame:
     """Rows of audio files of one machine (folders give every .wav / .flac under them,
-    sorted); the clip id is the file's path, the label ``unknown``. A file named with
-    another ``id_XX`` than ``machine_id`` is an error."""
+    sorted), to be read at ``channel``; the clip id is the file's path, the label
+    ``unknown``. A file named with another ``id_XX`` than ``machine_id`` is an error."""
+    if channel < 0:
+        raise ValueError(f"channel {channel}: channels are numbered from 0")
     if not machine_type or "/" in machine_type:
         raise ValueError(f"machine type {machine_type!r}: give a name without '/'")
     if not re.fullmatch(r"id_\d+", machine_id):
@@ -172,7 +176,7 @@ def recording_rows(paths: Sequence[str | Path], machine_type: str, machine_id: s
         if named and named.group() != machine_id:
             raise ValueError(f"{path}: named {named.group()}, but the machine ID given is {machine_id}")
     return pd.DataFrame({"clip_id": [p.as_posix() for p in files], "path": [str(p) for p in files],
-                         "channel": 0, "machine_type": machine_type, "machine_id": machine_id,
+                         "channel": channel, "machine_type": machine_type, "machine_id": machine_id,
                          "split": "test", "label": "unknown"})
 
 
@@ -189,15 +193,20 @@ def recording_table(rows: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     return score_table(filled[CLIP_COLUMNS], scores)
 
 
-def decisions(model_dir: str | Path, table: pd.DataFrame, quantile: float) -> Optional[pd.DataFrame]:
+def decisions(model_dir: str | Path, table: pd.DataFrame, quantile: float,
+              scorer: str = "") -> Optional[pd.DataFrame]:
     """Columns threshold and decision (1 = anomalous) for a score table's ``score``, by
     the evaluate stage's rule (:mod:`asdlib.decisions`) on the training normals' scores
-    in ``model_dir``; None for a folder without them. A clip of a machine ID absent in
-    training (an autoencoder scores any ID of its type) gets neither."""
+    in ``model_dir``; None for a folder without them. ``scorer`` names the score that
+    ``score`` repeats (STgram-MFN's ``score_<scorer>``, which ``--params`` may choose
+    otherwise than training did), so the threshold is fitted to that same score. A clip
+    of a machine ID absent in training (an autoencoder scores any ID of its type) gets
+    neither."""
     path = Path(model_dir) / NORMAL_SCORES_FILE
     if not path.is_file():
         return None
-    thresholds = fit_thresholds(read_scores(path), "score", quantile)
+    column = f"score_{scorer}" if scorer else "score"
+    thresholds = fit_thresholds(read_scores(path, required=[column]), column, quantile)
     keys = pd.Series(list(zip(table["machine_type"].astype(str), table["machine_id"].astype(str))),
                      index=table.index)
     known = keys.isin(list(thresholds))

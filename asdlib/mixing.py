@@ -6,7 +6,9 @@ the target (they agree to ~1e-5 dB). The noise type and segment of each mixture
 are drawn from a hash of (seed, clip id, condition), so the choice does not
 depend on processing order or worker count. A noise segment running past the
 end of its noise wraps around with an equal-power crossfade of ``crossfade_ms``
-(default 50 ms), never a silent gap or a jump.
+(default 50 ms), never a silent gap or a jump. A noise with a silent stretch
+that a mixture's segment falls into is an error naming the clip, the noise and
+the offset (a silent segment gives no finite SNR).
 
 Mixtures are stored as float32 without clipping: a loud mixture may exceed full
 scale (nothing downstream needs PCM; ``asdlib.audio.write_wav`` refuses to clip
@@ -16,7 +18,10 @@ are an error naming the clip and its file.
 
 Only the calling process writes: workers return arrays, shards are built with
 ``asdlib.store.ShardBuilder`` (resumable part files under ``work_dir``, atomic
-publication), so a killed run resumes and ends with the same bytes.
+publication), so a killed run resumes and ends with the same bytes. The part
+files are keyed by everything a clip's audio depends on (settings, noise bank,
+each source's file, ``num_samples`` and ``channel``, the reader's fields), so a
+rerun after any of them changed starts those shards afresh.
 """
 
 from __future__ import annotations
@@ -25,17 +30,18 @@ import hashlib
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
 from asdlib.audio import SAMPLE_RATE, check_finite
 from asdlib.config import to_dict
-from asdlib.noise_bank import noise_bank_identity, noise_bank_names, read_noise_bank
+from asdlib.manifest import read_clip
+from asdlib.noise_bank import NoiseBankError, noise_bank_identity, noise_bank_names, read_noise_bank
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.store import ShardBuilder, ShardReader, fingerprint
 
@@ -74,6 +80,24 @@ class MixSettings:
             raise ValueError(f"compression must be in 0..9, got {self.compression}")
 
 
+@dataclass(frozen=True)
+class ClipReader:
+    """Reads a manifest row's clip (``asdlib.manifest.read_clip``) in the workers.
+
+    A frozen dataclass rather than a ``partial``: it pickles, and its fields (what the
+    audio depends on beyond the row) enter the resume fingerprint of the shards.
+    """
+
+    resample: bool = False
+
+    def __call__(self, row: Mapping) -> np.ndarray:
+        return read_clip(row, resample=self.resample)
+
+
+class MixError(ValueError):
+    """A mixture cannot be made; the message names the clip, the condition and the noise."""
+
+
 def parse_condition(condition: str) -> float | None:
     """SNR in dB of a condition name ('-6dB' -> -6.0), None for 'clean'."""
     if condition == "clean":
@@ -108,24 +132,42 @@ def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.
 
 
 def noise_segment(noise: np.ndarray, n: int, offset: int, crossfade: int) -> np.ndarray:
-    """``n`` samples of ``noise`` from ``offset``, looping with an equal-power crossfade."""
+    """``n`` samples of ``noise`` from ``offset``, looping with an equal-power crossfade.
+
+    A segment that stays inside the noise is the noise itself. One that runs past
+    the end plays ``noise[offset:L - crossfade]`` and then the loop cycle (period
+    ``L - crossfade``: the last ``crossfade`` samples fading out over the first
+    ``crossfade`` fading in, then the rest). An offset inside the last ``crossfade``
+    samples starts inside the cycle's fade, so every wrap has the full crossfade.
+    A segment ending before a wrap's fade is complete ends on the plain tail.
+    """
     if offset + n <= len(noise):
         return noise[offset:offset + n]
     crossfade = min(crossfade, len(noise) // 2)
+    period = len(noise) - crossfade
+    fade = np.sin(0.5 * np.pi * (np.arange(crossfade) + 0.5) / max(crossfade, 1)).astype(np.float32)
+    cycle = np.array(noise[:period], dtype=np.float32)
+    cycle[:crossfade] = noise[period:].astype(np.float32) * fade[::-1] + noise[:crossfade] * fade
     out = np.empty(n, dtype=np.float32)
-    filled = min(n, len(noise) - offset)
-    out[:filled] = noise[offset:offset + filled]
-    while filled < n:
-        # the tail already written fades out while the loop's start fades in; the first
-        # wrap may come before ``crossfade`` samples are written (offset near the end)
-        overlap = min(crossfade, filled)
-        fade = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / max(overlap, 1)).astype(np.float32)
-        start = filled - overlap
-        out[start:filled] = out[start:filled] * fade[::-1] + noise[:overlap] * fade
-        take = min(len(noise) - overlap, n - filled)
-        out[filled:filled + take] = noise[overlap:overlap + take]
-        filled += take
+    lead = noise[offset:period]  # empty when the offset lies in the last crossfade
+    out[:len(lead)] = lead
+    phase = max(offset - period, 0)
+    end = phase + n - len(lead)  # where the segment ends in the unrolled cycle
+    out[len(lead):] = np.take(cycle, np.arange(phase, end), mode="wrap")
+    in_last_fade = end - (end - 1) // period * period
+    if in_last_fade <= crossfade:  # no wrap follows that fade: the noise's tail, unfaded
+        out[n - in_last_fade:] = noise[period:period + in_last_fade]
     return out
+
+
+def offset_span(length: int, n: int) -> int:
+    """How many start offsets a segment of ``n`` samples is drawn from in a noise of ``length``.
+
+    A noise longer than the segment: ``length - n`` (the last start, ``length - n``, is
+    never drawn; drawing it would change every mixture made so far). A noise not
+    longer than the segment loops anyway, so every sample of it can be the start.
+    """
+    return length - n if length > n else length
 
 
 def choose_noise(clip_id: str, condition: str, seed: int, lengths: dict[str, int], n: int) -> tuple[str, int]:
@@ -133,23 +175,40 @@ def choose_noise(clip_id: str, condition: str, seed: int, lengths: dict[str, int
     digest = hashlib.sha256(f"{seed}|{clip_id}|{condition}".encode()).digest()
     names = sorted(lengths)
     name = names[int.from_bytes(digest[:8], "little") % len(names)]
-    span = lengths[name] - n if lengths[name] > n else lengths[name]
-    offset = int.from_bytes(digest[8:16], "little") % max(span, 1)
+    offset = int.from_bytes(digest[8:16], "little") % offset_span(lengths[name], n)
     return name, offset
 
 
+def mix_with_noise(clean: np.ndarray, noise: np.ndarray, offset: int, snr_db: float, crossfade: int,
+                   what: str) -> tuple[np.ndarray, float]:
+    """``mix_at_snr`` of ``clean`` with the noise segment from ``offset``.
+
+    A segment that is silent (a silent stretch in an otherwise usable noise) is a
+    :class:`MixError` starting with ``what`` (which mixture, which noise) and the offset.
+    """
+    segment = noise_segment(noise, len(clean), offset, crossfade)
+    if power(segment) == 0.0:
+        raise MixError(f"{what}: the noise is silent over the {len(clean)} samples from offset {offset} "
+                       "(a silent stretch in the noise file; trim or replace it)")
+    return mix_at_snr(clean, segment, snr_db)
+
+
 def build_mixtures(manifest: pd.DataFrame, noise_dir: Path, out_dir: Path, work_dir: Path,
-                   settings: MixSettings, parallel: ParallelSettings, read_clip: ReadClip) -> pd.DataFrame:
+                   settings: MixSettings, parallel: ParallelSettings,
+                   read_clip: ReadClip = ClipReader()) -> pd.DataFrame:
     """Mix every clip of the chosen splits at every condition; return the mixture manifest.
 
     Shards: ``out_dir/<machine_type>/<condition>.h5`` (the ``clean`` condition holds
     the clean clip itself, so every later stage reads mixtures the same way).
     ``read_clip(row)`` reads a corpus clip (it runs in the workers, so it must be
-    picklable). Silent clips are left out with a logged warning.
+    picklable); the resume fingerprint holds its fields when it is a dataclass
+    (:class:`ClipReader`), so any other reader must depend on the row alone.
+    Silent clips are left out with a logged warning.
     """
-    names = tuple(settings.noise_names) or tuple(noise_bank_names(noise_dir))
-    identity = [to_dict(settings), noise_bank_identity(noise_dir, names)]
-    job = _MixJob(str(noise_dir), names, settings, read_clip)
+    names = _noise_names(noise_dir, settings.noise_names)
+    bank_identity = noise_bank_identity(noise_dir, names)
+    identity = [to_dict(settings), bank_identity, _reader_identity(read_clip)]
+    job = _MixJob(str(noise_dir), names, settings, read_clip, bank_key=fingerprint(bank_identity))
     rows = manifest[manifest["split"].isin(settings.splits)]
     if rows.empty:
         raise ValueError(f"no clips in splits {settings.splits}")
@@ -158,9 +217,10 @@ def build_mixtures(manifest: pd.DataFrame, noise_dir: Path, out_dir: Path, work_
 
 
 def store_native(manifest: pd.DataFrame, out_dir: Path, work_dir: Path, settings: MixSettings,
-                 parallel: ParallelSettings, read_clip: ReadClip) -> pd.DataFrame:
+                 parallel: ParallelSettings, read_clip: ReadClip = ClipReader()) -> pd.DataFrame:
     """For corpora recorded noisy (MIMII: rows carry ``condition`` and ``snr_db``): store each
-    clip as it is, under its own condition, with the same manifest columns as mixtures."""
+    clip as it is, under its own condition, with the same manifest columns as mixtures
+    (``read_clip`` as for :func:`build_mixtures`)."""
     rows = manifest[manifest["split"].isin(settings.splits)]
     absent = sorted(set(settings.conditions) - set(rows["condition"]))
     if absent:
@@ -168,7 +228,7 @@ def store_native(manifest: pd.DataFrame, out_dir: Path, work_dir: Path, settings
     frames = []
     for condition, group in rows[rows["condition"].isin(settings.conditions)].groupby("condition", sort=True):
         job = _MixJob("", (), settings, read_clip, native=True)
-        identity = [to_dict(settings), "native"]
+        identity = [to_dict(settings), "native", _reader_identity(read_clip)]
         mixed = _run_shards(group.drop(columns=["condition", "snr_db"]), [str(condition)], job,
                             Path(out_dir), Path(work_dir), identity, parallel, f"storing {condition}")
         mixed["snr_db"] = mixed["source_clip_id"].map(group.set_index("clip_id")["snr_db"])
@@ -177,24 +237,45 @@ def store_native(manifest: pd.DataFrame, out_dir: Path, work_dir: Path, settings
     return pd.concat(frames, ignore_index=True)
 
 
+def _noise_names(noise_dir: Path, chosen: list[str]) -> tuple[str, ...]:
+    """The noises to draw from: ``chosen`` (each must be in the bank), else the whole bank."""
+    available = noise_bank_names(noise_dir)
+    unknown = [name for name in chosen if name not in available]
+    if unknown:
+        raise NoiseBankError(f"noise_names lists {unknown}, not in the noise bank {noise_dir} "
+                             f"(it has: {', '.join(available) or 'no noises'})")
+    return tuple(chosen) or tuple(available)
+
+
+def _reader_identity(read_clip: ReadClip) -> Any:
+    """What the resume fingerprint records of a clip reader: a dataclass's fields, else nothing."""
+    if is_dataclass(read_clip) and not isinstance(read_clip, type):
+        return [type(read_clip).__qualname__, to_dict(read_clip)]
+    return None
+
+
 @dataclass(frozen=True)
 class _MixJob:
-    """What a worker needs (picklable): where the noise bank is, the settings, the clip reader."""
+    """What a worker needs (picklable): where the noise bank is and which version of it
+    (``bank_key``), the settings, the clip reader."""
 
     noise_dir: str
     names: tuple[str, ...]
     settings: MixSettings
     read_clip: ReadClip
     native: bool = False
+    bank_key: str = ""
 
 
-_banks: dict[tuple[str, tuple[str, ...]], dict[str, np.ndarray]] = {}
+_banks: dict[tuple[str, tuple[str, ...], str], dict[str, np.ndarray]] = {}
 
 
 def _bank(job: _MixJob) -> dict[str, np.ndarray]:
-    """The noise bank, read once per worker process."""
-    key = (job.noise_dir, job.names)
+    """The noise bank, read once per worker process and again when its files changed
+    (``bank_key``, their digest); only the latest bank is kept."""
+    key = (job.noise_dir, job.names, job.bank_key)
     if key not in _banks:
+        _banks.clear()
         _banks[key] = read_noise_bank(job.noise_dir, job.names)
     return _banks[key]
 
@@ -222,7 +303,8 @@ def _mix_one(job: _MixJob, clip_id: str, clean: np.ndarray, condition: str) -> t
     name, offset = choose_noise(clip_id, condition, job.settings.seed, {k: len(v) for k, v in bank.items()},
                                 len(clean))
     crossfade = int(round(job.settings.crossfade_ms * SAMPLE_RATE / 1000.0))
-    mixture, achieved = mix_at_snr(clean, noise_segment(bank[name], len(clean), offset, crossfade), snr)
+    what = f"clip {clip_id} at {condition}, noise {name} ({job.noise_dir})"
+    mixture, achieved = mix_with_noise(clean, bank[name], offset, snr, crossfade, what)
     attrs.update(noise_type=name, noise_offset=offset, snr_target_db=snr, snr_db=round(achieved, 6))
     return mixture, attrs
 
@@ -232,7 +314,7 @@ def _run_shards(rows: pd.DataFrame, conditions: list[str], job: _MixJob, out_dir
     """Compute every (clip, condition); write a shard per (type, condition); return the mixture rows."""
     builders: dict[tuple[str, str], ShardBuilder] = {}
     for machine_type, group in rows.groupby("machine_type", sort=True):
-        sources = [(cid, path, *_stat(path)) for cid, path in zip(group["clip_id"], group["path"])]
+        sources = [_source_identity(row) for row in group.to_dict("records")]
         for condition in conditions:
             builders[(machine_type, condition)] = ShardBuilder(
                 out_dir / machine_type / f"{condition}.h5", fingerprint(identity, condition, sources),
@@ -255,6 +337,9 @@ def _run_shards(rows: pd.DataFrame, conditions: list[str], job: _MixJob, out_dir
         for builder in builders.values():
             builder.flush()  # a failed or killed run keeps every clip it finished, for the rerun
     kept = rows[~rows["clip_id"].isin(silent)]
+    if kept.empty:
+        raise MixError(f"all {len(rows)} clips are silent (power 0: SNR undefined), nothing to store; "
+                       f"e.g. {rows['clip_id'].iloc[0]} ({rows['path'].iloc[0]})")
     for (machine_type, condition), builder in builders.items():
         ids = kept.loc[kept["machine_type"] == machine_type, "clip_id"]
         builder.finish([f"{cid}@{condition}" for cid in ids], compression=job.settings.compression)
@@ -267,10 +352,13 @@ def _batches(rows: pd.DataFrame, conditions: list[str], job: _MixJob) -> Iterato
         yield job, batch, conditions
 
 
-def _stat(path: str) -> tuple[int, int]:
-    """Size and modification time: the identity of a source file for resuming."""
-    info = os.stat(path)
-    return info.st_size, info.st_mtime_ns
+def _source_identity(row: Mapping) -> tuple:
+    """What a clip's audio depends on in its manifest row, for resuming: clip id, file (path,
+    size, modification time) and the ``num_samples`` and ``channel`` it is read with."""
+    info = os.stat(row["path"])
+    num_samples = row.get("num_samples")
+    return (row["clip_id"], row["path"], info.st_size, info.st_mtime_ns,
+            None if num_samples is None or pd.isna(num_samples) else int(num_samples), int(row["channel"]))
 
 
 def _mixture_rows(rows: pd.DataFrame, conditions: list[str],

@@ -14,6 +14,7 @@ See docs/mse.md for the defaults and the measurements behind them.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,8 +28,9 @@ from asdlib.ramanujan import BandNoise, EnergyPlan, project
 Score = Literal["significance", "penalised", "per_dimension"]
 StopReason = Literal["snr", "max_steps", "min_gain", "silent"]
 
-# Energy ratios are floored at this fraction of the clip energy, so the trace
-# stays finite (within +-300 dB) even when the residual vanishes exactly.
+# Energy ratios are floored at this fraction of the clip energy (and at the smallest
+# normal float64, for clips so quiet the fraction underflows), so the trace stays
+# finite (within +-300 dB) even when the residual vanishes exactly.
 _ENERGY_FLOOR = 1e-30
 
 
@@ -163,7 +165,8 @@ def extract(
     total = _energy(residual)
     if total == 0.0:
         empty = np.zeros(0)
-        warnings.warn(f"{name}: all-zero clip, nothing to extract", stacklevel=2)
+        warnings.warn(f"{name}: all-zero clip (or too quiet for float64: its energy is 0), nothing to extract",
+                      stacklevel=2)
         zeros = np.zeros_like(x)
         return MseResult(zeros, zeros.copy(), empty, empty.astype(np.int64), "silent", False)
 
@@ -172,7 +175,7 @@ def extract(
     extracted = np.zeros(n)
     previous = extracted
     residual_energy = total
-    floor = total * _ENERGY_FLOOR
+    floor = max(total * _ENERGY_FLOOR, sys.float_info.min)
     trace: list[float] = []
     periods: list[int] = []
     stopped_by: StopReason = "max_steps"

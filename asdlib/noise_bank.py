@@ -29,7 +29,6 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 import scipy
-import soundfile as sf
 
 from asdlib.audio import SAMPLE_RATE, AudioError, read_audio, write_wav
 from asdlib.fileio import atomic_path
@@ -162,18 +161,6 @@ def noise_bank_identity(noise_dir: str | os.PathLike, names: Sequence[str]) -> d
                 digest.update(block)
         identity[name] = digest.hexdigest()
     return identity
-
-
-def noise_lengths(noise_dir: str | os.PathLike, names: Sequence[str]) -> dict[str, int]:
-    """Sample counts of bank noises, read from the WAV headers only."""
-    lengths = {}
-    for name in names:
-        path = Path(noise_dir) / f"{name}.wav"
-        try:
-            lengths[name] = int(sf.info(str(path)).frames)
-        except (RuntimeError, sf.LibsndfileError) as exc:
-            raise NoiseBankError(f"{path}: not a readable WAV ({exc})") from exc
-    return lengths
 
 
 def _check_noise(x: np.ndarray, path: Path) -> np.ndarray:
@@ -346,7 +333,8 @@ def _talker(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     formant_scale = rng.uniform(1.1, 1.2) if female else rng.uniform(0.95, 1.05)
 
     # syllable segmentation: (start, stop) sample ranges, phrase-wise
-    syllables, phrase_ids, t, phrase = [], [], int(rng.uniform(0, 0.5) * sr), 0
+    # the first syllable starts within 0.5 s, and inside the signal when that is shorter
+    syllables, phrase_ids, t, phrase = [], [], int(rng.uniform(0, min(0.5, n / sr)) * sr), 0
     while t < n:
         for _ in range(rng.integers(3, 12)):
             length = int(rng.uniform(0.12, 0.30) * sr)

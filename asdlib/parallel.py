@@ -7,7 +7,6 @@ stays bounded by a few batches whatever the corpus size.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Literal, TypeVar
 
@@ -41,7 +40,13 @@ class ParallelSettings:
 
     def workers(self) -> int:
         """Number of local workers this setting asks for."""
-        return (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
+        return usable_cores() if self.n_jobs == -1 else self.n_jobs
+
+
+def usable_cores() -> int:
+    """Cores this process may use: its CPU affinity and container quota, not the machine's count
+    (``taskset`` or a cgroup limit would otherwise oversubscribe)."""
+    return joblib.cpu_count()
 
 
 def parallel_map(

@@ -10,7 +10,8 @@ reproducible and resumes to the same weights.
 
 Validation mixtures are fixed (by the seed) and held out twice over: they use
 clean clips not trained on (``train.val_fraction`` of them, picked by a seeded
-permutation) and the last :data:`VAL_NOISE_FRACTION` of every noise, which
+permutation; at least one, never all; ``val_fraction`` or ``val_examples`` 0 turns
+validation off) and the last :data:`VAL_NOISE_FRACTION` of every noise, which
 training mixtures never touch.
 
 Features are log-mel frames minus the clip's mean level, divided by
@@ -20,6 +21,7 @@ gain is a constant dB shift of every log-mel value).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -34,7 +36,7 @@ from asdlib.audio import SAMPLE_RATE
 from asdlib.config import parse, to_dict
 from asdlib.features import LogMel, LogMelSettings
 from asdlib.fileio import atomic_path
-from asdlib.mixing import mix_at_snr, noise_segment, power
+from asdlib.mixing import mix_with_noise, offset_span, power
 from asdlib.models.snr_blstm import SnrBlstm, SnrBlstmSettings
 from asdlib.reporting import condition_order
 from asdlib.training import (CheckpointError, FitResult, TrainSettings, fit, load_weights, read_checkpoint,
@@ -44,6 +46,7 @@ FEATURE_SCALE = 20.0  # dB; brings normalised log-mel values near unit range
 VAL_NOISE_FRACTION = 0.2  # tail of every noise reserved for validation mixtures
 _ROLE = "snr_estimator"
 ESTIMATE_DECIMALS = 4  # precision of the stored estimates (the stop targets of MSE)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,10 @@ class SnrEstimatorSettings:
 class SnrEstimator:
     """A BLSTM with its front end: waveforms in, SNR estimates in dB out."""
 
-    def __init__(self, settings: SnrEstimatorSettings) -> None:
+    def __init__(self, settings: SnrEstimatorSettings, device: str | None = None) -> None:
+        """``device``: where to run (``auto``, ``cpu``, ``cuda``...); None: ``settings.train.device``."""
         self.settings = settings
-        self.device = resolve_device(settings.train.device)
+        self.device = resolve_device(settings.train.device if device is None else device)
         center = (settings.snr_min_db + settings.snr_max_db) / 2
         half_range = (settings.snr_max_db - settings.snr_min_db) / 2
         self.model = SnrBlstm(settings.model, center, half_range).to(self.device)
@@ -113,8 +117,13 @@ class SnrEstimator:
         return (mel / FEATURE_SCALE).transpose(1, 2)
 
     @torch.no_grad()
-    def predict(self, waveforms: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """SNR estimate in dB of each waveform (float64, input order); clips of one length batch together."""
+    def predict(self, waveforms: Sequence[np.ndarray], batch_size: int = 64,
+                names: Sequence[str] | None = None) -> np.ndarray:
+        """SNR estimate in dB of each waveform (float64, input order); clips of one length batch together.
+
+        ``names`` (clip ids, in input order) name the clip in an error, e.g. one too short
+        for the front end; without them the error gives the waveform's index.
+        """
         self.model.eval()
         out = np.empty(len(waveforms), dtype=np.float64)
         order = sorted(range(len(waveforms)), key=lambda i: len(waveforms[i]))
@@ -123,7 +132,12 @@ class SnrEstimator:
             for length in sorted({len(waveforms[i]) for i in index}):
                 same = [i for i in index if len(waveforms[i]) == length]
                 batch = torch.from_numpy(np.stack([waveforms[i] for i in same]).astype(np.float32))
-                out[same] = self.model(self.features(batch)).double().cpu().numpy()
+                try:
+                    features = self.features(batch)
+                except ValueError as exc:  # the front end's own check, e.g. a clip too short
+                    name = f"clip {names[same[0]]}" if names is not None else f"waveform {same[0]}"
+                    raise ValueError(f"{name}: {exc}") from exc
+                out[same] = self.model(features).double().cpu().numpy()
         return out
 
     def save(self, path: str | Path) -> None:
@@ -131,13 +145,21 @@ class SnrEstimator:
         save_checkpoint(path, self.model, extra={"settings": to_dict(self.settings), "role": _ROLE})
 
     @classmethod
-    def load(cls, path: str | Path) -> "SnrEstimator":
-        """Load a saved estimator (``weights_only`` loading; a foreign or misshapen file is an error naming it)."""
+    def load(cls, path: str | Path, device: str = "auto") -> "SnrEstimator":
+        """Load a saved estimator onto ``device`` (default ``auto``: CUDA when present), not the
+        device it was trained on, so a model trained on a GPU runs on a CPU-only machine.
+
+        ``weights_only`` loading; a foreign or misshapen file, or a device not available
+        here, is an error naming the file.
+        """
         extra = read_checkpoint(path).get("extra", {})
-        if extra.get("role") != _ROLE:
+        if extra.get("role") != _ROLE or "settings" not in extra:
             raise CheckpointError(f"{path}: not an SNR estimator checkpoint")
         settings = parse(SnrEstimatorSettings, extra["settings"], str(path))
-        estimator = cls(settings)
+        try:
+            estimator = cls(settings, device)
+        except RuntimeError as exc:  # resolve_device: CUDA asked for but absent
+            raise CheckpointError(f"{path}: cannot load the SNR estimator: {exc}") from exc
         load_weights(path, estimator.model)  # CheckpointError naming the file on any shape mismatch
         return estimator
 
@@ -154,7 +176,8 @@ def make_examples(clips: Sequence[np.ndarray], bank: Mapping[str, np.ndarray], c
     usable = _usable(clips)
     waves, snrs = [], []
     for i in range(count):
-        wave, snr = _example(usable[i % len(usable)], bank, np.random.default_rng([seed, i]), settings)
+        wave, snr = _example(usable[i % len(usable)], bank, np.random.default_rng([seed, i]), settings,
+                             f"mixture {i}")
         waves.append(wave)
         snrs.append(snr)
     return np.stack(waves), np.asarray(snrs)
@@ -176,7 +199,7 @@ def train_snr_estimator(clips: Sequence[np.ndarray], bank: Mapping[str, np.ndarr
                          "to one length (corpus clip_seconds)")
     seed = settings.train.seed
     order = np.random.default_rng(seed).permutation(len(clips))
-    n_val = max(1, int(round(len(clips) * settings.train.val_fraction))) if settings.val_examples else 0
+    n_val = _validation_clips(len(clips), settings)
     train_clips = [clips[i] for i in np.sort(order[n_val:])]
     val_clips = [clips[i] for i in np.sort(order[:n_val])]
     train_bank, val_bank = _split_noises(bank)
@@ -215,19 +238,37 @@ class _FreshMixtures(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         token = int(torch.randint(0, 2 ** 62, ()).item())
         rng = np.random.default_rng([self.settings.train.seed, token])
-        wave, snr = _example(self.clips[i % len(self.clips)], self.bank, rng, self.settings)
+        clip = i % len(self.clips)
+        wave, snr = _example(self.clips[clip], self.bank, rng, self.settings, f"training mixture of clean clip {clip}")
         return torch.from_numpy(wave), torch.tensor(snr, dtype=torch.float32)
 
 
+def _validation_clips(count: int, settings: SnrEstimatorSettings) -> int:
+    """How many of ``count`` clean clips to hold out for validation.
+
+    0 when validation is off (``val_examples`` or ``train.val_fraction`` 0); else
+    the rounded share, at least 1 and at most ``count - 1``: a share that would leave
+    no clip to train on is capped (with a warning) rather than failing later.
+    """
+    if not settings.val_examples or not settings.train.val_fraction:
+        return 0
+    wanted = max(1, int(round(count * settings.train.val_fraction)))
+    if wanted > count - 1:
+        log.warning("val_fraction %s of %d clean clips leaves none to train on: holding out %d",
+                    settings.train.val_fraction, count, count - 1)
+    return min(wanted, count - 1)
+
+
 def _example(clean: np.ndarray, bank: Mapping[str, np.ndarray], rng: np.random.Generator,
-             settings: SnrEstimatorSettings) -> tuple[np.ndarray, float]:
-    """One mixture of ``clean`` with a random noise, offset and SNR from ``rng``."""
+             settings: SnrEstimatorSettings, what: str) -> tuple[np.ndarray, float]:
+    """One mixture of ``clean`` with a random noise, offset and SNR from ``rng`` (``what``
+    names the mixture in an error)."""
     names = sorted(bank)
-    noise = bank[names[rng.integers(len(names))]]
-    offset = int(rng.integers(max(len(noise) - len(clean), 1)))
+    name = names[rng.integers(len(names))]
+    offset = int(rng.integers(offset_span(len(bank[name]), len(clean))))
     snr = float(rng.uniform(settings.snr_min_db, settings.snr_max_db))
     crossfade = int(round(settings.crossfade_ms * SAMPLE_RATE / 1000.0))
-    return mix_at_snr(clean, noise_segment(noise, len(clean), offset, crossfade), snr)
+    return mix_with_noise(clean, bank[name], offset, snr, crossfade, f"SNR {what}, noise {name}")
 
 
 def _usable(clips: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -7,8 +7,12 @@ Building is crash-safe: finished clips are flushed in small ``.npz`` part files
 (each written atomically) under a work folder named by a fingerprint of
 everything that determines the content. A killed run leaves those parts; the
 next run with the same fingerprint skips the clips they hold. ``finish`` writes
-the HDF5 file to a temporary path and renames it into place, so a shard is
-either complete or absent, never half-written.
+the HDF5 file atomically into the work folder (``<stem>-<fingerprint>.h5``, the
+parts are then deleted) and publishes it at the shard's path as a hard link (a
+copy across file systems), so a shard is either complete or absent, never
+half-written, and a run killed after some shards were finished reuses them even
+when the output folder they were published to is gone. The caller deletes the
+work folder once its outputs are in place.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class ShardBuilder:
                  part_size: int = 32) -> None:
         self.path = Path(path)
         self.parts_dir = Path(work_dir) / f"{self.path.stem}-{fingerprint}.parts"
+        self.finished = self.parts_dir.with_suffix(".h5")
         self.part_size = part_size
         self._pending: list[tuple[str, np.ndarray, dict]] = []
         self._done = self._scan_parts()
@@ -88,20 +93,38 @@ class ShardBuilder:
         self._pending.clear()
 
     def finish(self, keys: Iterable[str], compression: int = 4) -> None:
-        """Write every key in ``keys`` (in that order) to the shard and clean up parts.
+        """Write every key in ``keys`` (in that order) to the shard and publish it.
 
         Clips are read from the part files one at a time, so memory stays at about
-        one part file whatever the shard's size.
+        one part file whatever the shard's size. A shard finished by an earlier,
+        interrupted run is published again without rewriting it.
         """
-        self.flush()
         keys = list(keys)
+        if not self._finished_holds(keys):
+            self._write_finished(keys, compression)
+        _publish(self.finished, self.path)
+
+    def _finished_holds(self, keys: list[str]) -> bool:
+        """Whether an earlier run finished this shard, with exactly ``keys``."""
+        if not self.finished.exists():
+            return False
+        with h5py.File(self.finished, "r") as f:
+            stored = set(f.keys())
+        if stored == set(keys):
+            return True
+        self.finished.unlink()
+        raise StoreError(f"{self.finished}: a shard finished by an earlier run holds other clips than those "
+                         "asked for; it was deleted, run again to compute them")
+
+    def _write_finished(self, keys: list[str], compression: int) -> None:
+        self.flush()
         index = self._index()
         missing = [k for k in keys if k not in index]
         if missing:
             raise StoreError(f"{self.path}: {len(missing)} clips were never computed, e.g. {missing[:3]}")
         opened: tuple[Path, Any] | None = None
         try:
-            with atomic_path(self.path) as tmp:
+            with atomic_path(self.finished) as tmp:
                 with h5py.File(tmp, "w", libver="latest", track_order=False) as f:
                     for key in keys:
                         part, position, attrs = index[key]
@@ -121,6 +144,13 @@ class ShardBuilder:
         shutil.rmtree(self.parts_dir, ignore_errors=True)
 
     def _scan_parts(self) -> set[str]:
+        """Keys finished by earlier runs: those of a finished shard, else of the parts."""
+        if self.finished.exists():
+            try:
+                with h5py.File(self.finished, "r") as f:
+                    return set(f.keys())
+            except OSError:
+                self.finished.unlink()
         return set(self._index())
 
     def _index(self) -> dict[str, tuple[Path, int, dict]]:
@@ -184,6 +214,18 @@ class ShardReader:
         return {k: _plain(v) for k, v in self._file[key].attrs.items()}
 
 
+def _publish(finished: Path, path: Path) -> None:
+    """Put ``finished`` at ``path`` atomically: a hard link, or a copy where links fail."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.publish.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(finished, tmp)
+    except OSError:
+        shutil.copyfile(finished, tmp)
+    os.replace(tmp, path)
+
+
 def _jsonable(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic) else v)
             for k, v in attrs.items()}
@@ -199,17 +241,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_open_readers: dict[str, ShardReader] = {}
+_open_readers: dict[str, tuple[tuple[int, int, int], ShardReader]] = {}
 
 
 def read_row(row: Mapping[str, Any]) -> np.ndarray:
     """The clip a manifest row points at through its ``store`` and ``key`` columns.
 
     Readers stay open per process (each worker opens its own), so reading many
-    clips from one shard costs one open.
+    clips from one shard costs one open; a shard replaced since (another inode,
+    size or time) is opened afresh, never read from the old file.
     """
     store = str(row["store"])
-    reader = _open_readers.get(store)
-    if reader is None:
-        reader = _open_readers[store] = ShardReader(store)
-    return reader.read(str(row["key"]))
+    try:
+        info = os.stat(store)
+    except FileNotFoundError:
+        raise StoreError(f"{store}: shard not found (run the stage that writes it)") from None
+    stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+    cached = _open_readers.get(store)
+    if cached is None or cached[0] != stamp:
+        if cached is not None:
+            cached[1].close()
+        cached = _open_readers[store] = (stamp, ShardReader(store))
+    return cached[1].read(str(row["key"]))

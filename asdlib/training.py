@@ -36,6 +36,7 @@ import io
 import json
 import logging
 import math
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -295,10 +296,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_load_failure(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or "model" not in payload:
         raise CheckpointError(f"{path}: not an asdlib checkpoint (format {CHECKPOINT_FORMAT})")
     return payload
+
+
+def _load_failure(exc: Exception) -> str:
+    """torch.load's reason on one line: the unpickler's complaint when it refused the
+    file (not torch's advice to load it unsafely), else the message's first sentence."""
+    text = str(exc)
+    refused = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", text, re.S)
+    reason = refused.group(1).split(". Please use")[0] if refused else text.split(". ")[0]
+    return " ".join(reason.split()) or type(exc).__name__
 
 
 def load_weights(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:

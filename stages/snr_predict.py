@@ -25,7 +25,8 @@ def main() -> None:
     estimates = []
     for start in range(0, len(mixtures), CHUNK):
         part = mixtures.iloc[start:start + CHUNK]
-        estimates.extend(estimator.predict([read_row(row) for _, row in part.iterrows()]))
+        estimates.extend(estimator.predict([read_row(row) for _, row in part.iterrows()],
+                                           names=list(part["clip_id"])))
     table = mixtures[["clip_id", "split", "condition", "machine_type", "snr_db"]].assign(
         snr_est_db=stored_estimates(estimates))
     with atomic_path(DATA / "snr" / "estimates.csv") as tmp:

@@ -33,9 +33,10 @@ def main() -> None:
         train = train.sample(n=MAX_CLIPS, random_state=settings.train.seed).sort_values("clip_id")
     clips = [read_clip(row, resample=resample) for _, row in train.iterrows()]
     bank = read_noise_bank(DATA / "noise")
-    identity = [(cid, file_digest(path)) for cid, path in zip(train["clip_id"], train["path"])]
+    identity = [(row["clip_id"], file_digest(row["path"]), _num_samples(row), int(row["channel"]))
+                for _, row in train.iterrows()]
     noise = noise_bank_identity(DATA / "noise", sorted(bank))
-    work = work_dir("snr", to_dict(settings), identity, noise)
+    work = work_dir("snr", to_dict(settings), identity, noise, {"resample": resample})
     estimator, result = train_snr_estimator(clips, bank, settings, work)
     tmp = OUT.with_name(".model.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -45,8 +46,22 @@ def main() -> None:
     history = pd.DataFrame(result.history).drop(columns=["seconds"], errors="ignore")
     with atomic_path(METRICS / "snr_training.csv") as tmp:
         history.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
-    print(f"SNR estimator: epoch {result.selected_epoch} selected, "
-          f"validation L1 {history['val_loss'].min():.3f} dB")
+    validation = _validation(history, result.selected_epoch, settings.loss)
+    print(f"SNR estimator: epoch {result.selected_epoch} selected, {validation}")
+
+
+def _num_samples(row: pd.Series) -> int | None:
+    """The length a clip is read at (``num_samples``), None when read as it is."""
+    value = row.get("num_samples")
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def _validation(history: pd.DataFrame, epoch: int, loss: str) -> str:
+    """The validation loss of ``epoch`` in its unit (L1: dB, MSE: dB squared), or that there was none."""
+    value = history.loc[history["epoch"] == epoch, "val_loss"]
+    if value.empty or pd.isna(value.iloc[0]):
+        return "no validation"
+    return f"validation L1 {value.iloc[0]:.3f} dB" if loss == "l1" else f"validation MSE {value.iloc[0]:.3f} dB^2"
 
 
 if __name__ == "__main__":

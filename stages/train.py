@@ -17,7 +17,6 @@ metrics/training/<model>.<input>.csv (a DVC plot).
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from contextlib import nullcontext
@@ -36,7 +35,7 @@ from asdlib.fileio import atomic_path, replace_dir
 from asdlib.manifest import read_manifest
 from asdlib.metrics import NORMAL_SCORES_FILE, score_table, write_scores
 from asdlib.model_card import EXTRACTION_FILE, ModelCard, read_record, write_model_card
-from asdlib.parallel import ParallelSettings, parallel_map
+from asdlib.parallel import ParallelSettings, parallel_map, usable_cores
 from asdlib.progress import bars_off
 from asdlib.store import file_digest, read_row
 
@@ -107,7 +106,7 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
     models_tmp = models_out.with_name(f".{input_name}.tmp")  # replaces models_out once complete
     shutil.rmtree(models_tmp, ignore_errors=True)
     workers = min(len(cfg.conditions), ParallelSettings(n_jobs=cfg.workers).workers())
-    threads = settings.train.num_threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = settings.train.num_threads or max(1, usable_cores() // workers)
     work_root = _work_root(model, input_name, manifest, detector_params, pretrained, threads)
     jobs = []
     for condition in cfg.conditions:

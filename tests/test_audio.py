@@ -50,6 +50,19 @@ def test_empty_truncated_garbage(tmp_path):
         read_audio(tmp_path / "missing.wav")
 
 
+@pytest.mark.parametrize("container", ["WAVEX", "RF64"])
+def test_truncated_extensible_and_rf64_files_are_errors(tmp_path, container):
+    data = np.stack([sine(n=16000, f=100.0 * (k + 1)) for k in range(8)], axis=1)  # 8 channels, as MIMII
+    path = tmp_path / "m.wav"
+    sf.write(str(path), data, 16000, subtype="PCM_16", format=container)
+    assert sf.info(str(path)).format == container
+    assert np.allclose(read_audio(path, channel=3), data[:, 3], atol=1e-4)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(AudioError, match=r"m\.wav: truncated: data chunk declares 256000 bytes"):
+        read_audio(path)
+
+
 def test_write_refuses_nan_and_overload_and_keeps_old_file(tmp_path):
     target = tmp_path / "k.wav"
     write_wav(target, sine())

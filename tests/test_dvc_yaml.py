@@ -53,3 +53,13 @@ def test_execution_settings_invalidate_nothing():
     for name, stage in expanded_stages():
         keys = [str(k) for k in stage.get("params", [])]
         assert not [k for k in keys if k == "parallel" or k.startswith("parallel.")], name
+
+
+def test_stages_reading_no_params_list_none():
+    """A params entry of a stage whose code reads no params re-runs it for nothing when they change."""
+    readers = ("params_section(", "corpus_params(", "PARAMS_FILE")
+    for name, stage in expanded_stages():
+        module = re.search(r"python -m (stages\.\w+)", stage["cmd"]).group(1)
+        code = [ROOT / dep for dep in stage_deps(module) if dep.startswith("stages/") and dep != "stages/common.py"]
+        if not any(reader in path.read_text() for path in code for reader in readers):
+            assert not stage.get("params"), f"{name} lists params {stage['params']} but reads none"

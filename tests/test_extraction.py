@@ -1,6 +1,7 @@
 """MSE over a manifest: same bytes whatever the backend, resumable, bounded by shards."""
 
 import hashlib
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ def periodic_clip(i: int, n: int = 4096) -> np.ndarray:
 def mixtures(tmp_path) -> pd.DataFrame:
     rows = []
     for machine_type in ("fan", "pump"):
-        builder = ShardBuilder(tmp_path / "mix" / machine_type / "0dB.h5", "fp", tmp_path / "work")
+        builder = ShardBuilder(tmp_path / "mix" / machine_type / "0dB.h5", "fp", tmp_path / "work" / machine_type)
         keys = []
         for i in range(5):
             key = f"{machine_type}.c{i}@0dB"
@@ -93,6 +94,26 @@ def test_interrupted_run_resumes_without_recomputing(mixtures, tmp_path, monkeyp
         monkeypatch.setattr(extraction, "_run_task", lambda task: (calls.append(task), real(task))[1])
         _, resumed = run(mixtures, tmp_path, "res")
     assert sum(len(t.keys) for t in calls) == 8  # the first batch of 2 clips was kept
+    assert resumed == full
+
+
+def test_run_killed_after_a_shard_keeps_it_when_the_output_folder_is_deleted(mixtures, tmp_path, monkeypatch):
+    _, full = run(mixtures, tmp_path, "full")
+    calls = []
+    real = extraction._run_task
+
+    def dying(task):
+        if task.store.endswith("pump/0dB.h5"):
+            raise KeyboardInterrupt("killed")
+        return real(task)
+
+    monkeypatch.setattr(extraction, "_run_task", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run(mixtures, tmp_path, "res")
+    shutil.rmtree(tmp_path / "res")  # the stage starts from an empty output folder
+    monkeypatch.setattr(extraction, "_run_task", lambda task: (calls.append(task), real(task))[1])
+    _, resumed = run(mixtures, tmp_path, "res")
+    assert {t.store.split("/")[-2] for t in calls} == {"pump"}  # the finished fan shard was kept
     assert resumed == full
 
 

@@ -304,3 +304,68 @@ def test_model_card_gives_scorer_options_and_how_the_input_was_made(corpus, tmp_
     assert f"{model_dir / MODEL_CARD_FILE}: not valid JSON" in capsys.readouterr().err
     with pytest.raises(ValueError, match="extraction must be given for mse input"):
         ModelCard("dense_ae", "mse", "clean", {})
+
+
+def test_decisions_use_the_thresholds_of_the_scorer_asked_for(corpus, tmp_path):
+    train = _split(corpus, "train")
+    settings = _stgram_settings()  # scorer: published
+    detector = STgramMFNDetector(settings)
+    detector.fit(train, read_recording, tmp_path / "stgram")
+    write_scores(tmp_path / "stgram" / NORMAL_SCORES_FILE, recording_table(train, detector.training_scores()))
+    manifest, params, out = tmp_path / "manifest.csv", tmp_path / "params.yaml", tmp_path / "scores.csv"
+    write_manifest(corpus, manifest)
+    params.write_text(yaml.safe_dump({"detectors": {"stgram_mfn": to_dict(replace(settings, score="knn"))}}))
+    assert main(["score", str(tmp_path / "stgram"), "--manifest", str(manifest), "--splits", "test",
+                 "--params", str(params), "--out", str(out)]) == 0
+    table = read_scores(out)
+    np.testing.assert_array_equal(table["score"], table["score_knn"])
+    thresholds = fit_thresholds(read_scores(tmp_path / "stgram" / NORMAL_SCORES_FILE), "score_knn", 0.9)
+    assert table["threshold"].tolist() == pytest.approx(
+        [thresholds[(t, i)] for t, i in zip(table["machine_type"], table["machine_id"])])
+
+
+def test_auc_leaves_out_the_training_clips(corpus, tmp_path, capsys):
+    _, model_dir = _dense(tmp_path, _split(corpus, "train"))
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(corpus, manifest)
+    summaries = []
+    for splits in (["--splits", "test"], []):
+        assert main(["score", str(model_dir), "--manifest", str(manifest), *splits,
+                     "--out", str(tmp_path / "scores.csv")]) == 0
+        summaries.append(capsys.readouterr().out)
+    auc = [line for line in summaries[0].splitlines() if "mean AUC" in line]
+    assert auc and auc[0] in summaries[1] and "leave out the training clips" in summaries[1]
+    assert len(read_scores(tmp_path / "scores.csv")) == len(corpus)  # every clip is still scored
+
+
+def test_channel_of_multichannel_files(corpus, tmp_path, capsys):
+    _, model_dir = _dense(tmp_path, _split(corpus, "train"))
+    path = corpus[(corpus["split"] == "test") & (corpus["machine_type"] == "fan")]["path"].iloc[0]
+    mono = read_recording(pd.Series({"path": path, "channel": 0}))
+    import soundfile as sf
+    stereo = tmp_path / "stereo" / "fan_id_00.wav"
+    stereo.parent.mkdir()
+    sf.write(stereo, np.stack([np.zeros_like(mono), mono], axis=1), SR, subtype="FLOAT")
+    machine = ["--machine-type", "fan", "--machine-id", "id_00"]
+    scores = {}
+    for name, extra in (("mono", [path]), ("channel 1", [str(stereo), "--channel", "1"]),
+                        ("default", [str(stereo)])):
+        assert main(["score", str(model_dir), *extra, *machine, "--out", str(tmp_path / "s.csv")]) == 0
+        scores[name] = read_scores(tmp_path / "s.csv")["score"].iloc[0]
+        printed = capsys.readouterr().out
+        assert ("1 of 1 files have several channels" in printed) == (name == "default")
+    assert scores["channel 1"] == pytest.approx(scores["mono"], rel=1e-6)
+    assert scores["default"] != pytest.approx(scores["mono"], rel=1e-3)
+    assert main(["score", str(model_dir), str(stereo), "--channel", "2", *machine, "--out", str(tmp_path / "x.csv")]) == 2
+    assert "channel 2 requested but the file has 2 channels" in capsys.readouterr().err
+
+
+def test_extract_on_a_raw_model_says_what_to_give(corpus, tmp_path, capsys):
+    _, model_dir = _dense(tmp_path, _split(corpus, "train"))
+    write_model_card(model_dir, ModelCard("dense_ae", "raw", "clean", {}))
+    path = corpus[(corpus["split"] == "test") & (corpus["machine_type"] == "fan")]["path"].iloc[0]
+    assert main(["score", str(model_dir), path, "--machine-type", "fan", "--machine-id", "id_00", "--extract",
+                 "--snr-db", "0", "--out", str(tmp_path / "s.csv")]) == 2
+    captured = capsys.readouterr()
+    assert "trained on raw audio, so its model card names no MSE settings; give --params" in captured.err
+    assert "never saw in training" in captured.out

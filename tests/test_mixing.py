@@ -7,9 +7,9 @@ import pytest
 
 from asdlib.audio import AudioError, write_wav
 from asdlib.manifest import from_rows, read_clip
-from asdlib.noise_bank import synthesize_noise
-from asdlib.mixing import (MixSettings, build_mixtures, choose_noise, mix_at_snr, noise_segment,
-                           parse_condition, power, store_native)
+from asdlib.mixing import (ClipReader, MixError, MixSettings, build_mixtures, choose_noise, mix_at_snr,
+                           noise_segment, parse_condition, power, store_native)
+from asdlib.noise_bank import NoiseBankError, synthesize_noise
 from asdlib.parallel import ParallelSettings
 from asdlib.store import ShardReader
 
@@ -68,7 +68,26 @@ def test_looped_noise_from_an_offset_closer_to_the_end_than_the_crossfade():
     noise = np.random.default_rng(2).standard_normal(3000).astype(np.float32)
     out = noise_segment(noise, 10000, 2990, crossfade=400)  # 10 samples before the first wrap
     assert len(out) == 10000 and np.all(np.isfinite(out))
-    assert np.array_equal(out[10:2000], noise[10:2000])  # after a 10-sample crossfade, the loop
+    # it starts 390 samples into the wrap's 400-sample crossfade, then plays the loop
+    fade = np.sin(0.5 * np.pi * (np.arange(400) + 0.5) / 400).astype(np.float32)
+    assert np.array_equal(out[:10], noise[2990:] * fade[::-1][390:] + noise[390:400] * fade[390:])
+    assert np.array_equal(out[10:2210], noise[400:2600])
+
+
+@pytest.mark.parametrize("offset", [0, 399, 12000, 15600, 15601, 15999])
+def test_every_wrap_has_the_full_crossfade(offset):
+    # smooth, with an end far from its start: a wrap with a short crossfade is a jump
+    noise = np.sin(2 * np.pi * 7.3 * np.arange(16000) / 16000).astype(np.float32)
+    out = noise_segment(noise, 40000, offset, crossfade=400)
+    max_step = np.max(np.abs(np.diff(noise.astype(np.float64))))
+    assert np.max(np.abs(np.diff(out.astype(np.float64)))) < 2.0 * max_step
+
+
+def test_segment_ending_inside_a_wrap_keeps_the_plain_tail():
+    noise = np.random.default_rng(3).standard_normal(3000).astype(np.float32)
+    out = noise_segment(noise, 4800, 500, crossfade=400)  # ends 100 samples into the second wrap's fade
+    assert np.array_equal(out[:2100], noise[500:2600])
+    assert np.array_equal(out[-100:], noise[2600:2700])
 
 
 def test_condition_names():
@@ -213,6 +232,79 @@ def test_store_native_keeps_recorded_conditions(tmp_path):
     with pytest.raises(ValueError, match=r"conditions \['0dB'\] are not in this corpus"):
         store_native(manifest, tmp_path / "m2", tmp_path / "w2", MixSettings(conditions=["0dB"]),
                      ParallelSettings(backend="sequential"), read_clip)
+
+
+def test_resume_redoes_clips_read_another_way(corpus, tmp_path, monkeypatch):
+    """A killed run's parts are reused only by a rerun reading the clips the same way: the same
+    num_samples (clip_seconds), channel and reader settings (resample)."""
+    import asdlib.mixing as mixing
+
+    manifest, noise_dir = corpus
+    reads = []
+
+    def counting_read_clip(row, resample=False):
+        reads.append(row["clip_id"])
+        if crash_after is not None and len(reads) > crash_after:
+            raise Crash("killed")
+        return read_clip(row, resample=resample)
+
+    monkeypatch.setattr(mixing, "read_clip", counting_read_clip)
+    settings = MixSettings(conditions=["0dB"])
+
+    def run(name, num_samples, reader):
+        reads.clear()
+        return mix((manifest.assign(num_samples=num_samples), noise_dir), tmp_path, name, read=reader,
+                   settings=settings)
+
+    for name, num_samples, resample, rereads in (("same", 8000, False, 2), ("length", 6000, False, 10),
+                                                  ("resample", 8000, True, 10)):
+        crash_after = 8  # the first batch of 8 clips is done and kept
+        with pytest.raises(Crash):
+            run(name, 8000, ClipReader())
+        crash_after = None
+        out = run(name, num_samples, ClipReader(resample=resample))
+        assert len(reads) == rereads, name
+        for store, key in zip(out["store"], out["key"]):
+            with ShardReader(store) as reader:
+                assert len(reader.read(key)) == num_samples
+
+
+def test_rewritten_noise_bank_is_read_again(corpus, tmp_path):
+    manifest, noise_dir = corpus
+    settings = MixSettings(conditions=["0dB"])
+    first = mix(corpus, tmp_path, "a", settings=settings)
+    for name in ("white", "pink"):
+        write_wav(noise_dir / f"{name}.wav", tone(20000, 1000.0 if name == "white" else 1500.0))
+    second = mix(corpus, tmp_path, "b", settings=settings)
+    key = "fan.train.0@0dB"
+    with ShardReader(first.set_index("clip_id").loc[key, "store"]) as a, \
+            ShardReader(second.set_index("clip_id").loc[key, "store"]) as b:
+        clean = read_clip(manifest.iloc[0])
+        noise_b = b.read(key) - clean
+        assert not np.allclose(a.read(key), b.read(key))
+        spectrum = np.abs(np.fft.rfft(noise_b))  # the new bank's tones, not the old white noise
+        assert np.argmax(spectrum) * 16000 / len(noise_b) in (1000.0, 1500.0)
+
+
+def test_silent_stretch_of_a_noise_is_named(corpus, tmp_path):
+    manifest, _ = corpus
+    noise_dir = tmp_path / "hum"
+    noise = np.zeros(80000, np.float32)
+    noise[-8000:] = tone(8000, 50.0)  # 4.5 s of digital silence, then 0.5 s of hum
+    write_wav(noise_dir / "hum.wav", noise)
+    with pytest.raises(MixError, match=r"clip \S+ at 0dB, noise hum .*silent over the 8000 samples from offset \d+"):
+        mix((manifest, noise_dir), tmp_path, "h", settings=MixSettings(conditions=["0dB"]))
+
+
+def test_all_silent_clips_and_unknown_noise_names_are_clear_errors(corpus, tmp_path):
+    manifest, noise_dir = corpus
+    with pytest.raises(NoiseBankError, match=r"noise_names lists \['babble'\], not in the noise bank .*"
+                                             r"\(it has: pink, white\)"):
+        mix(corpus, tmp_path, "u", settings=MixSettings(noise_names=["babble", "white"]))
+    for path in manifest["path"]:
+        write_wav(path, np.zeros(8000, np.float32))
+    with pytest.raises(MixError, match="all 10 clips are silent"):
+        mix(corpus, tmp_path, "s")
 
 
 def test_manifest_frame_types(corpus, tmp_path):

@@ -254,3 +254,10 @@ def test_clean_periodic_clip_is_extracted_exactly():
     full = extract(x, 60.0, MseSettings(q_max=512, m_divisions=1000))
     assert not full.used_previous and full.snr_trace[-1] == pytest.approx(300.0)
     np.testing.assert_allclose(fold_mean(full.signal, 100), period, atol=1e-12)
+
+
+def test_clip_too_quiet_for_the_energy_floor_still_extracts():
+    rng = np.random.default_rng(1)
+    x = 1e-160 * np.resize(rng.standard_normal(97), 8001)  # 1e-30 of its energy underflows to 0
+    result = extract(x, 10.0, MseSettings(q_max=256), name="quiet")
+    assert np.all(np.isfinite(result.snr_trace)) and result.steps >= 1

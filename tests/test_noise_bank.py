@@ -32,6 +32,14 @@ def test_each_noise_is_deterministic_finite_and_sized(name):
     assert not np.array_equal(a, synthesize_noise(name, 1.5, seed=4))
 
 
+@pytest.mark.parametrize("name", ["babble", "destroyerops"])
+def test_shortest_noises_with_talkers_are_not_silent(name):
+    # talkers start within their first 0.5 s; in a 0.1 s noise all eight could start after its end
+    for seed in range(16):
+        x = synthesize_noise(name, 0.1, seed)
+        assert np.all(np.isfinite(x)) and np.sqrt(np.mean(x.astype(np.float64) ** 2)) > 0.01, seed
+
+
 def test_noises_differ_from_each_other():
     noises = {name: synthesize_noise(name, 1.0, seed=0) for name in NOISEX_NAMES}
     spectra = {name: np.log10(psd(x, 1024)[1] + 1e-20) for name, x in noises.items()}

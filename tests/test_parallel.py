@@ -1,3 +1,9 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from asdlib.parallel import ParallelSettings, parallel_map
@@ -25,3 +31,11 @@ def test_settings_validation():
         ParallelSettings(n_jobs=0)
     with pytest.raises(ValueError, match="scheduler"):
         ParallelSettings(backend="loky", scheduler="tcp://x:1")
+
+
+@pytest.mark.skipif(not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2, reason="needs taskset, 2 cores")
+def test_all_cores_means_the_cores_this_process_may_use():
+    code = "from asdlib.parallel import ParallelSettings; print(ParallelSettings(n_jobs=-1).workers())"
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "1"

@@ -90,6 +90,11 @@ def test_model_cards_say_what_each_model_was_trained_on(tiny_repo: Path):
                 assert card.extraction == (made if input_name == "mse" else None)
 
 
+def test_shard_stages_leave_no_scratch_behind(tiny_repo: Path):
+    for stage in ("mix", "mse"):  # finished shards wait in data/.work until the output is in place
+        assert not list((tiny_repo / "data" / ".work" / stage).rglob("*.*")), stage
+
+
 def test_second_repro_does_nothing(tiny_repo: Path):
     status = sh(["dvc", "status"], tiny_repo).stdout
     assert "up to date" in status.lower(), status

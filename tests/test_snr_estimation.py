@@ -5,10 +5,11 @@ import torch
 
 from asdlib.config import to_dict
 from asdlib.features import LogMelSettings
+from asdlib.mixing import MixError
 from asdlib.models.snr_blstm import SnrBlstm, SnrBlstmSettings
 from asdlib.snr_estimation import (VAL_NOISE_FRACTION, SnrEstimator, SnrEstimatorSettings, SnrTrainSettings,
-                                   _FreshMixtures, _split_noises, make_examples, plot_snr_scatter, snr_report,
-                                   train_snr_estimator)
+                                   _example, _FreshMixtures, _split_noises, make_examples, plot_snr_scatter,
+                                   snr_report, train_snr_estimator)
 from asdlib.training import CheckpointError, save_checkpoint
 
 SR = 16000
@@ -100,6 +101,71 @@ def test_wrong_checkpoint_is_a_clear_error(tmp_path):
                     extra={"settings": to_dict(small_settings(hidden=16)), "role": "snr_estimator"})
     with pytest.raises(CheckpointError, match=r"shape\.pt: does not fit .*mismatching key"):
         SnrEstimator.load(tmp_path / "shape.pt")
+
+
+def test_estimator_trained_on_cuda_loads_on_any_machine(tmp_path):
+    estimator = SnrEstimator(small_settings(hidden=8))
+    settings = to_dict(estimator.settings)
+    settings["train"]["device"] = "cuda"  # as saved by a run on a GPU
+    save_checkpoint(tmp_path / "gpu.pt", estimator.model, extra={"settings": settings, "role": "snr_estimator"})
+    loaded = SnrEstimator.load(tmp_path / "gpu.pt")  # auto: CUDA when present, else the CPU
+    assert loaded.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert SnrEstimator.load(tmp_path / "gpu.pt", device="cpu").device.type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(CheckpointError, match=r"gpu\.pt: cannot load .*CUDA is not available"):
+            SnrEstimator.load(tmp_path / "gpu.pt", device="cuda")
+
+
+def test_too_short_mixture_is_named():
+    estimator = SnrEstimator(small_settings(hidden=8))
+    waves = [np.full(8000, 0.01, np.float32), np.full(100, 0.01, np.float32)]
+    with pytest.raises(ValueError, match="clip fan.b@0dB: waveform has 100 samples"):
+        estimator.predict(waves, names=["fan.a@0dB", "fan.b@0dB"])
+    with pytest.raises(ValueError, match="waveform 1: waveform has 100 samples"):
+        estimator.predict(waves)
+
+
+def noise_offsets(monkeypatch, clip, noise, count=60):
+    """The noise offsets ``_example`` draws for ``clip`` and a one-noise bank."""
+    import asdlib.mixing as mixing
+
+    offsets = []
+    segment = mixing.noise_segment
+
+    def spy(x, n, offset, crossfade):
+        offsets.append(offset)
+        return segment(x, n, offset, crossfade)
+
+    monkeypatch.setattr(mixing, "noise_segment", spy)
+    for i in range(count):
+        _example(clip, {"white": noise}, np.random.default_rng([1, i]), small_settings(), f"mixture {i}")
+    return offsets
+
+
+def test_offsets_cover_a_noise_not_longer_than_the_clip(monkeypatch):
+    rng = np.random.default_rng(4)
+    clip = machine_clip(rng, 8000)
+    short = noise_offsets(monkeypatch, clip, rng.standard_normal(6000).astype(np.float32))
+    assert max(short) < 6000 and len(set(short)) > 50  # the whole looped noise, not always 0
+    long = noise_offsets(monkeypatch, clip, rng.standard_normal(20000).astype(np.float32))
+    assert max(long) < 20000 - 8000 and len(set(long)) > 50
+
+
+def test_silent_stretch_of_a_noise_is_named(data):
+    clips, _ = data
+    hum = np.zeros(40000, np.float32)
+    hum[-100:] = 0.1
+    with pytest.raises(MixError, match=r"SNR mixture 0, noise hum: .*silent over the 8000 samples from offset \d+"):
+        make_examples(clips, {"hum": hum}, 4, 1, small_settings())
+
+
+@pytest.mark.parametrize("val_fraction, held_out", [(0.9, True), (0.0, False)])
+def test_validation_share_is_capped_and_zero_turns_it_off(data, tmp_path, val_fraction, held_out):
+    clips, bank = data
+    settings = small_settings(hidden=8, examples=32, epochs=1, val_fraction=val_fraction)
+    _, result = train_snr_estimator(clips[:4], bank, settings, tmp_path / "run")  # 0.9: 3 held out, 1 trained on
+    assert np.isfinite(result.history[0]["val_loss"]) == held_out
+    assert result.selection == ("val_loss" if held_out else "last")
 
 
 def test_fresh_mixtures_change_every_draw_but_runs_repeat(data, tmp_path):

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from asdlib.store import ShardBuilder, ShardReader, StoreError, fingerprint
+from asdlib.store import ShardBuilder, ShardReader, StoreError, fingerprint, read_row
 
 
 def clip(i):
@@ -34,7 +34,35 @@ def test_roundtrip_and_attrs(tmp_path):
         assert r.attrs("c2") == {"source": "c2", "snr_db": 2.5, "periods": [2, 3]}
         with pytest.raises(StoreError, match="no clip 'zz'"):
             r.read("zz")
-    assert not any((tmp_path / "work").iterdir())
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["s-fp1.h5"]  # parts gone, shard kept
+
+
+def test_finished_shard_is_reused_when_its_output_is_lost(tmp_path):
+    keys = [f"c{i}" for i in range(5)]
+    build(tmp_path / "out" / "s.h5", tmp_path / "work", keys)
+    first = (tmp_path / "out" / "s.h5").read_bytes()
+    (tmp_path / "out" / "s.h5").unlink()  # a stage deletes its unpublished output folder on a rerun
+    assert build(tmp_path / "out" / "s.h5", tmp_path / "work", keys) == []
+    assert (tmp_path / "out" / "s.h5").read_bytes() == first
+
+
+def test_finished_shard_with_other_keys_is_deleted_and_named(tmp_path):
+    build(tmp_path / "s.h5", tmp_path / "work", ["a", "b"])
+    builder = ShardBuilder(tmp_path / "s.h5", "fp1", tmp_path / "work")
+    with pytest.raises(StoreError, match="s-fp1.h5: a shard finished by an earlier run holds other clips"):
+        builder.finish(["a", "b", "c"])
+    assert ShardBuilder(tmp_path / "s.h5", "fp1", tmp_path / "work").done_keys() == set()
+
+
+def test_read_row_reads_a_replaced_shard_afresh(tmp_path):
+    build(tmp_path / "s.h5", tmp_path / "w1", ["c0"])
+    assert np.array_equal(read_row({"store": str(tmp_path / "s.h5"), "key": "c0"}), clip(0))
+    builder = ShardBuilder(tmp_path / "s.h5", "fp2", tmp_path / "w2")
+    builder.add("c0", clip(7))
+    builder.finish(["c0"])  # renamed over the shard the open reader holds
+    assert np.array_equal(read_row({"store": str(tmp_path / "s.h5"), "key": "c0"}), clip(7))
+    with pytest.raises(StoreError, match="absent.h5: shard not found"):
+        read_row({"store": str(tmp_path / "absent.h5"), "key": "c0"})
 
 
 def test_interrupted_build_resumes_to_identical_bytes(tmp_path):
