@@ -10,8 +10,8 @@ detector, compare two systems' scores.
 
 Exit status: 0 on success, 2 on bad input (unknown corpus or option value, missing
 folder, archive list or corpus layout problems), 1 when a download or extraction fails
-(network, checksum, corrupt or unsafe archive, disk). Expected errors print one line,
-no traceback; set ``ASD_DEBUG=1`` to see the traceback.
+(network, checksum, corrupt or unsafe archive, disk), 130 when interrupted (Ctrl-C).
+Expected errors print one line, no traceback; set ``ASD_DEBUG=1`` to see the traceback.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from asdlib.metrics import NORMAL_SCORES_FILE, evaluate_scores, read_scores, wri
 from asdlib.model_card import MODEL_CARD_FILE, ModelCard, read_model_card
 from asdlib.mse import MseSettings
 from asdlib.parallel import ParallelSettings
-from asdlib.reporting import condition_order
+from asdlib.conditions import condition_order
 from asdlib.significance import BootstrapSettings, compare_runs, holm
 from asdlib.store import file_digest
 
@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "everything scoring needs is in its model files and model card). Writes a score "
                                    "table as the pipeline's data/scores/*.csv (higher = more anomalous), "
                                    "which `asd compare` reads. A detector trained on MSE output "
-                                   "(<input> mse) needs --extract.")
+                                   "(<input> mse) needs MSE output: --extract, or clips that are MSE output already.")
     s.add_argument("model_dir", type=Path)
     s.add_argument("audio", type=Path, nargs="*", metavar="AUDIO",
                    help="audio files or folders (every .wav / .flac under them) of one machine")

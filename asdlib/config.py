@@ -10,12 +10,14 @@ back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 T = TypeVar("T")
 
@@ -30,7 +32,8 @@ def parse(cls: type[T], data: Mapping[str, Any] | None, where: str = "", base: T
     Keys missing from ``data`` keep the value of ``base`` when given, else the
     field's default. A nested dataclass given as a partial mapping is merged over
     the field's default instance, so ``train: {epochs: 3}`` keeps a default
-    learning rate that differs from the nested class's own default.
+    learning rate that differs from the nested class's own default; one left empty
+    (``train:``, YAML's null) keeps the field's value whole.
     """
     if data is None:
         data = {}
@@ -48,7 +51,7 @@ def parse(cls: type[T], data: Mapping[str, Any] | None, where: str = "", base: T
         current = _current(field, base)
         if name in data:
             tp = hints[name]
-            if dataclasses.is_dataclass(current) and isinstance(data[name], Mapping):
+            if dataclasses.is_dataclass(current) and (data[name] is None or isinstance(data[name], Mapping)):
                 values[name] = parse(type(current), data[name], _key(where, name), base=current)
             else:
                 values[name] = _convert(tp, data[name], _key(where, name))
@@ -77,15 +80,20 @@ def _current(field: dataclasses.Field, base: Any) -> Any:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, naming the file on any error."""
+    """Read a YAML mapping, naming the file on any error.
+
+    YAML 1.2, as DVC reads params.yaml: ``1e-3`` is a number and ``yes`` a string (YAML 1.1
+    readers such as PyYAML say the opposite), and a key given twice is an error.
+    """
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = YAML(typ="safe", pure=True).load(fh)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except YAMLError as exc:
+        detail = str(exc).split("\n\nTo suppress")[0]  # ruamel's hint to turn its check off
+        raise ConfigError(f"{path}: not valid YAML: {detail}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -122,14 +130,13 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _convert(arg, value, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                pass
         raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is Literal:
         if value not in args:
@@ -159,6 +166,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

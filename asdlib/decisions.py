@@ -128,7 +128,7 @@ def decision_metrics(clips: pd.DataFrame, column: str,
         per_type: dict[str, Any] = {}
         values = []
         for machine_id, id_rows in rows.groupby("machine_id", sort=True):
-            figures = _figures(id_rows)
+            figures = _figures(id_rows, f"{machine_type}/{machine_id}")
             values.append(figures)
             per_type[str(machine_id)] = {**_rounded(figures),
                                          "threshold": _round(thresholds[(str(machine_type), str(machine_id))])}
@@ -140,14 +140,17 @@ def decision_metrics(clips: pd.DataFrame, column: str,
     return result
 
 
-def _figures(rows: pd.DataFrame) -> dict[str, float]:
+def _figures(rows: pd.DataFrame, where: str) -> dict[str, float]:
     truth = (rows["label"] == "anomaly").to_numpy()
+    if truth.all() or not truth.any():
+        raise DecisionError(f"{where}: no {'normal' if truth.all() else 'anomalous'} clips, so "
+                            f"{'the false-alarm rate' if truth.all() else 'recall and F1'} would be undefined")
     flagged = rows["decision"].to_numpy() == 1
     hits = int(np.sum(truth & flagged))
     precision = hits / int(flagged.sum()) if flagged.any() else 0.0
-    recall = hits / int(truth.sum()) if truth.any() else 0.0
+    recall = hits / int(truth.sum())
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    false_alarm = float(np.mean(flagged[~truth])) if (~truth).any() else 0.0
+    false_alarm = float(np.mean(flagged[~truth]))
     return {"precision": precision, "recall": recall, "f1": f1, "false_alarm": false_alarm}
 
 

@@ -89,7 +89,19 @@ class LogMelSettings:
 STGRAM_LOGMEL = LogMelSettings(mel_scale="htk", mel_norm="none")
 """Front end STgram-MFN was published with (torchaudio MelSpectrogram defaults)."""
 
-DCASE_BASELINE_LOGMEL = LogMelSettings(mel_scale="slaney", mel_norm="slaney")
+@dataclass(frozen=True)
+class SlaneyLogMelSettings(LogMelSettings):
+    """The DCASE 2020 baseline's front end: Slaney mel scale with area normalisation.
+
+    A subclass rather than an instance default, so a partial ``logmel:`` mapping in
+    the parameters (say only ``n_mels``) keeps the Slaney scale.
+    """
+
+    mel_scale: MelScale = "slaney"
+    mel_norm: MelNorm = "slaney"
+
+
+DCASE_BASELINE_LOGMEL = SlaneyLogMelSettings()
 """Front end of the DCASE 2020 Task 2 baseline (librosa melspectrogram defaults)."""
 
 
@@ -123,7 +135,7 @@ def mel_filterbank(settings: LogMelSettings) -> torch.Tensor:
     all filters have (roughly) equal area.
     """
     dtype = torch.float64
-    bin_freqs = torch.linspace(0.0, settings.sample_rate / 2, settings.n_freqs, dtype=dtype)
+    bin_freqs = torch.arange(settings.n_freqs, dtype=dtype) * settings.sample_rate / settings.n_fft  # odd n_fft too
     mel_edges = torch.linspace(
         float(hz_to_mel(torch.tensor(settings.f_min, dtype=dtype), settings.mel_scale)),
         float(hz_to_mel(torch.tensor(settings.upper_frequency, dtype=dtype), settings.mel_scale)),

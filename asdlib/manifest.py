@@ -115,6 +115,12 @@ def select(df: pd.DataFrame, *, machine_types: Iterable[str] | None = None,
 def read_clip(row: Mapping, resample: bool = False) -> np.ndarray:
     """The audio a corpus row points at: its channel, cropped or padded to ``num_samples``
     when the corpus lists one, resampled to 16 kHz only when ``resample`` is true."""
-    num_samples = row.get("num_samples")
     return read_audio(row["path"], channel=int(row["channel"]), resample=resample,
-                      num_samples=int(num_samples) if pd.notna(num_samples) else None)
+                      num_samples=read_length(row))
+
+
+def read_length(row: Mapping) -> int | None:
+    """The length in samples a row's clip is read at (its ``num_samples``), None when the
+    corpus lists none and the clip is read as it is."""
+    value = row.get("num_samples")
+    return None if value is None or pd.isna(value) else int(value)

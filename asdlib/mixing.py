@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from dataclasses import dataclass, field, is_dataclass
 from itertools import islice
 from pathlib import Path
@@ -40,7 +39,8 @@ import pandas as pd
 
 from asdlib.audio import SAMPLE_RATE, check_finite
 from asdlib.config import to_dict
-from asdlib.manifest import read_clip
+from asdlib.conditions import parse_condition
+from asdlib.manifest import read_clip, read_length
 from asdlib.noise_bank import NoiseBankError, noise_bank_identity, noise_bank_names, read_noise_bank
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.store import ShardBuilder, ShardReader, fingerprint
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 ReadClip = Callable[[pd.Series], np.ndarray]
 BATCH = 8  # clips per worker task
 PART_SIZE = 32  # clips per resumable part file
-_CONDITION = re.compile(r"(-?\d+(?:\.\d+)?)dB")
 
 
 @dataclass(frozen=True)
@@ -96,16 +95,6 @@ class ClipReader:
 
 class MixError(ValueError):
     """A mixture cannot be made; the message names the clip, the condition and the noise."""
-
-
-def parse_condition(condition: str) -> float | None:
-    """SNR in dB of a condition name ('-6dB' -> -6.0), None for 'clean'."""
-    if condition == "clean":
-        return None
-    match = _CONDITION.fullmatch(condition)
-    if not match:
-        raise ValueError(f"condition {condition!r} must be 'clean' or like '-6dB'")
-    return float(match.group(1))
 
 
 def power(x: np.ndarray) -> float:
@@ -356,9 +345,8 @@ def _source_identity(row: Mapping) -> tuple:
     """What a clip's audio depends on in its manifest row, for resuming: clip id, file (path,
     size, modification time) and the ``num_samples`` and ``channel`` it is read with."""
     info = os.stat(row["path"])
-    num_samples = row.get("num_samples")
-    return (row["clip_id"], row["path"], info.st_size, info.st_mtime_ns,
-            None if num_samples is None or pd.isna(num_samples) else int(num_samples), int(row["channel"]))
+    return (row["clip_id"], row["path"], info.st_size, info.st_mtime_ns, read_length(row),
+            int(row["channel"]))
 
 
 def _mixture_rows(rows: pd.DataFrame, conditions: list[str],

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,9 +17,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from asdlib.conditions import condition_positions
+
 PANEL_SIZE = (4.2, 3.6)  # inches per panel
 MAX_COLUMNS = 3
-_CONDITION_DB = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(?:db)?\s*$", re.IGNORECASE)
 _INPUT_STYLES = {"raw": "-", "mse": "--"}
 _OTHER_STYLES = (":", "-.")
 
@@ -71,7 +70,7 @@ def plot_auc_vs_snr(table: pd.DataFrame, metric: str = "auc", title: str = "",
     """``metric`` against the SNR condition: one panel per model, one line per input.
 
     ``table`` is tidy: columns model, input, condition (``clean``, ``-6dB``, ``0dB``,
-    ``6`` ...) and ``metric``; repeated rows of one (model, input, condition), e.g.
+    ``6dB`` ...) and ``metric``; repeated rows of one (model, input, condition), e.g.
     one per machine type, are averaged. ``clean`` is placed at the right end. The
     input ``raw`` is solid, ``mse`` dashed, so each panel shows whether MSE helps
     that model. ``reference`` = (model, input), e.g. the baseline's raw line, is
@@ -107,7 +106,7 @@ def plot_auc_vs_snr(table: pd.DataFrame, metric: str = "auc", title: str = "",
                       marker=".", label=f"{reference[0]} / {reference[1]}")
         ax.axhline(0.5, color="0.75", linewidth=0.8, linestyle="-.")  # chance
         ax.set_xticks(list(positions.values()), list(positions.keys()))
-        if len(set(positions.values())) > 1 and "clean" in {str(c).strip().lower() for c in positions}:
+        if len(set(positions.values())) > 1 and "clean" in positions:
             numeric_right, clean_x = sorted(set(positions.values()))[-2:]
             ax.axvline((numeric_right + clean_x) / 2, color="0.7", linewidth=0.8, linestyle=":")
         ax.set(title=str(model), xlabel="SNR condition", ylabel=metric.upper(),
@@ -129,29 +128,6 @@ def _snr_line(ax: Axes, line: pd.DataFrame, positions: dict[str, float], metric:
     x = line["condition"].astype(str).map(positions).to_numpy()
     order = np.argsort(x)
     ax.plot(x[order], line[metric].to_numpy()[order], **style)
-
-
-def condition_positions(conditions: Sequence[str]) -> dict[str, float]:
-    """x position of each condition name, in plotting order: SNRs in dB, then ``clean``.
-
-    ``clean`` sits one typical SNR step right of the highest SNR.
-    """
-    numeric, clean = {}, []
-    for name in conditions:
-        if str(name).strip().lower() == "clean":
-            clean.append(name)
-            continue
-        match = _CONDITION_DB.match(str(name))
-        if match is None:
-            raise ValueError(f"condition {name!r} is neither 'clean' nor an SNR like '-6dB'")
-        numeric[name] = float(match.group(1))
-    positions = dict(sorted(numeric.items(), key=lambda item: item[1]))
-    if clean:
-        values = sorted(set(positions.values()))
-        step = min(np.diff(values)) if len(values) > 1 else 6.0
-        right = (values[-1] + step) if values else 0.0
-        positions.update({name: right for name in clean})
-    return positions
 
 
 def _scored(df: pd.DataFrame, score_column: str) -> pd.DataFrame:

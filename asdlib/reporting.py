@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any, Callable
 
 import pandas as pd
 
-_CONDITION = re.compile(r"(-?\d+(?:\.\d+)?)dB")
-
-
-def condition_snr(condition: str) -> float:
-    """SNR in dB of a condition name ('-6dB' -> -6.0); NaN for 'clean'."""
-    if condition == "clean":
-        return math.nan
-    match = _CONDITION.fullmatch(condition)
-    if not match:
-        raise ValueError(f"condition {condition!r} is neither 'clean' nor like '-6dB'")
-    return float(match.group(1))
-
-
-def condition_order(conditions: list[str]) -> list[str]:
-    """Noisiest first, 'clean' last."""
-    return sorted(conditions, key=lambda c: (c == "clean", condition_snr(c) if c != "clean" else 0.0))
+from asdlib.conditions import condition_order, condition_positions
 
 
 def reported_scores(scores: pd.DataFrame, model: str, extra: bool = True) -> dict[str, str]:
@@ -39,19 +22,17 @@ def reported_scores(scores: pd.DataFrame, model: str, extra: bool = True) -> dic
 
 
 def auc_vs_snr_table(tidy: pd.DataFrame) -> pd.DataFrame:
-    """Rows per condition (noisiest first), a column of mean AUC per model/input.
-
-    ``tidy`` has columns model, input, condition, auc. The ``snr_db`` column puts
-    'clean' 10 dB above the cleanest noisy condition so plots can draw it.
-    """
-    table = tidy.pivot_table(index="condition", columns=["model", "input"], values="auc")
-    table.columns = [f"{model}/{input_name}" for model, input_name in table.columns]
-    order = condition_order(list(table.index))
-    table = table.loc[order].reset_index()
-    noisy = [condition_snr(c) for c in order if c != "clean"]
-    clean_x = (max(noisy) + 10.0) if noisy else 0.0
-    table.insert(1, "snr_db", [clean_x if c == "clean" else condition_snr(c) for c in order])
-    return table
+    """One row per model x input x condition (noisiest first), with ``snr_db``, the
+    condition's place on an SNR axis (``clean`` one step right of the highest SNR, as in
+    the figure), before the other columns of ``tidy`` (model, input, condition, auc ...).
+    Long rather than one column per system, so that a DVC plot draws every system
+    whatever the set of models and scores."""
+    positions = condition_positions(tidy["condition"])
+    rank = {c: i for i, c in enumerate(positions)}
+    table = tidy.assign(snr_db=tidy["condition"].map(positions), _rank=tidy["condition"].map(rank))
+    table = table.sort_values(["model", "input", "_rank"], kind="stable").drop(columns="_rank")
+    first = ["model", "input", "condition", "snr_db"]
+    return table[first + [c for c in table.columns if c not in first]].reset_index(drop=True)
 
 
 def summary_markdown(metrics: dict[str, Any], after_overall: str = "") -> str:

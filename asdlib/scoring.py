@@ -65,7 +65,9 @@ class MahalanobisScorer:
         self._precisions: dict[str, np.ndarray] = {}
 
     def fit(self, embeddings: np.ndarray, classes: Sequence[str]) -> "MahalanobisScorer":
-        """Estimate each class's mean and (shrunk) precision matrix; needs 2+ clips per class."""
+        """Estimate each class's mean and (shrunk) precision matrix; needs 2+ clips per class.
+        Classes of an earlier fit are dropped."""
+        self._means, self._precisions = {}, {}
         for name, group in _group(embeddings, classes).items():
             if len(group) < MAHALANOBIS_MIN_EMBEDDINGS:
                 raise ValueError(f"class {name}: {len(group)} training embedding(s); Mahalanobis needs "

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.stats import norm, rankdata
 
 from asdlib.metrics import MetricsError
-from asdlib.reporting import condition_order
+from asdlib.conditions import condition_order
 
 DECIMALS = 6
 
@@ -53,6 +53,8 @@ class BootstrapSettings:
             raise ValueError(f"resamples must be >= 100 for a percentile interval, got {self.resamples}")
         if not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from asdlib.features import LogMel, LogMelSettings
 from asdlib.fileio import atomic_path
 from asdlib.mixing import mix_with_noise, offset_span, power
 from asdlib.models.snr_blstm import SnrBlstm, SnrBlstmSettings
-from asdlib.reporting import condition_order
+from asdlib.conditions import condition_order
 from asdlib.training import (CheckpointError, FitResult, TrainSettings, fit, load_weights, read_checkpoint,
                              resolve_device, save_checkpoint)
 

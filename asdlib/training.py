@@ -36,6 +36,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import time
 from contextlib import contextmanager
@@ -471,9 +472,13 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
 
 @contextmanager
 def _torch_context(settings: TrainSettings) -> Iterator[None]:
-    """Deterministic algorithms and the thread count for the duration of training."""
+    """Deterministic algorithms and the thread count for the duration of training.
+
+    On CUDA, cuBLAS is deterministic only with a fixed workspace, which it reads when the
+    process first uses it: set here unless the user has chosen one (no effect on a CPU)."""
     previous = (torch.are_deterministic_algorithms_enabled(),
                 torch.is_deterministic_algorithms_warn_only_enabled(), torch.get_num_threads())
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     if settings.num_threads > 0:
         torch.set_num_threads(settings.num_threads)

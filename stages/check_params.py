@@ -16,8 +16,8 @@ from asdlib.noise_bank import NoiseBankSettings
 from asdlib.parallel import ParallelSettings
 from asdlib.snr_estimation import SnrEstimatorSettings
 
-from stages.common import DATA, PARAMS_FILE, params_section, run
-from stages.corpus_params import corpus_params
+from stages.common import DATA, PARAMS_FILE, detector_section, params_section, run
+from stages.corpus_params import CorpusParams, corpus_params
 from stages.evaluate import EvaluateParams
 from stages.pretrain import PretrainParams
 from stages.train import TrainParams
@@ -41,15 +41,24 @@ def main() -> None:
     unknown = sorted(set(params) - known)
     if unknown:
         raise ConfigError(f"{PARAMS_FILE}: {unknown[0]}: unknown section (known: {', '.join(sorted(known))})")
-    corpus_params()
-    for name, cls in SECTIONS.items():
-        params_section(name, cls)
-    detectors = params.get("detectors") or {}
-    for name in sorted(set(detectors) - set(DETECTORS)):
-        raise ConfigError(f"{PARAMS_FILE}: detectors.{name}: unknown detector (known: {', '.join(DETECTORS)})")
+    corpus = corpus_params()
+    sections = {name: params_section(name, cls) for name, cls in SECTIONS.items()}
+    _check_trained_conditions(sections["train"].conditions, corpus, sections["mix"].conditions)
     for name in DETECTORS:
-        build_detector(name, detectors.get(name), f"{PARAMS_FILE}: detectors.{name}")
+        build_detector(name, detector_section(name), f"{PARAMS_FILE}: detectors.{name}")
+    unknown = sorted(set(params.get("detectors") or {}) - set(DETECTORS))
+    if unknown:
+        raise ConfigError(f"{PARAMS_FILE}: detectors.{unknown[0]}: unknown detector (known: {', '.join(DETECTORS)})")
     write_text(OUT, "params.yaml parsed: every section valid\n")
+
+
+def _check_trained_conditions(trained: list[str], corpus: CorpusParams, mixed: list[str]) -> None:
+    """Each of train.conditions must be made by the mix stage: mix.conditions, or for MIMII
+    (recorded noisy) the levels it records, corpus.mimii_levels."""
+    made, key = (corpus.mimii_levels, "corpus.mimii_levels") if corpus.source == "mimii" else (mixed, "mix.conditions")
+    absent = [c for c in trained if c not in made]
+    if absent:
+        raise ConfigError(f"{PARAMS_FILE}: train.conditions: {absent} not in {key} {list(made)}")
 
 
 if __name__ == "__main__":

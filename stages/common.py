@@ -28,6 +28,18 @@ def params_section(name: str, cls: type[T]) -> T:
     return parse(cls, params[name], f"{PARAMS_FILE}: {name}")
 
 
+def detector_section(name: str) -> Any:
+    """The raw ``detectors.<name>`` mapping of params.yaml (None when absent): each detector
+    parses it into its own settings class."""
+    detectors = load_yaml(PARAMS_FILE).get("detectors")
+    if detectors is None:
+        return None
+    if not isinstance(detectors, dict):
+        raise ConfigError(f"{PARAMS_FILE}: detectors: expected a mapping of detector names to "
+                          f"their settings, got {detectors!r}")
+    return detectors.get(name)
+
+
 def configure_logging(label: str = "") -> None:
     """INFO lines ``LEVEL name: message``; ``label`` (a job's name) follows the level, for
     worker processes sharing the terminal. Replaces an earlier setup (a reused worker)."""

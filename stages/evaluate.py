@@ -7,8 +7,9 @@ metrics/decisions.json (precision, recall, F1 and false alarms of thresholded sc
 same nesting; thresholds from data/models/<model>/<input>/<condition>/normal_scores.csv,
 see asdlib.decisions), metrics/summary.md, metrics/comparisons.json (bootstrap intervals
 of every mean AUC, of MSE minus raw per model and of every system minus the dense AE on
-raw audio; see asdlib.significance), ROC tables for DVC plots, an AUC-vs-SNR table, and
-PNG figures.
+raw audio; see asdlib.significance), ROC tables (metrics/roc/) and the AUC-vs-SNR table
+(metrics/auc_vs_snr.csv), both long so that DVC plots draw every curve (templates in
+.dvc/plots/), and PNG figures.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from asdlib.fileio import atomic_path, write_bytes, write_json, write_text
 from asdlib.metrics import NORMAL_SCORES_FILE, REQUIRED_COLUMNS, evaluate_scores, read_scores, roc_points
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.plots import plot_auc_vs_snr, plot_roc, plot_score_histograms
-from asdlib.reporting import (auc_vs_snr_table, condition_snr, decisions_markdown, reported_scores,
-                              summary_markdown)
+from asdlib.reporting import auc_vs_snr_table, decisions_markdown, reported_scores, summary_markdown
 from asdlib.significance import BootstrapSettings, comparison_keys, compare_systems, significance_markdown
 
 from stages.common import DATA, METRICS, params_section, run
@@ -71,7 +71,7 @@ def main() -> None:
                 keys.append((name, input_name, condition))
                 jobs.append(Setting(rows, column, normals[condition], f"{name}.{input_name}.{condition}", path,
                                     normal_paths[condition]))
-    results = parallel_map(partial(_evaluate_setting, cfg=cfg), jobs, ParallelSettings(backend="loky", n_jobs=-1),
+    results = parallel_map(partial(_evaluate_setting, cfg=cfg), jobs, params_section("parallel", ParallelSettings),
                            desc="settings", total=len(jobs))
     for (name, input_name, condition), job, result in zip(keys, jobs, results):
         metrics.setdefault(name, {}).setdefault(input_name, {})[condition] = result.metrics
@@ -80,8 +80,7 @@ def main() -> None:
         write_bytes(METRICS / "plots" / "roc" / f"{job.stem}.png", result.roc_png)
         write_bytes(METRICS / "plots" / "hist" / f"{job.stem}.png", result.hist_png)
         tidy.append({"model": name, "input": input_name, "condition": condition,
-                     "snr_db": condition_snr(condition), "auc": result.metrics["overall"]["auc"],
-                     "pauc": result.metrics["overall"]["pauc"]})
+                     "auc": result.metrics["overall"]["auc"], "pauc": result.metrics["overall"]["pauc"]})
     if not metrics:
         raise FileNotFoundError(f"{SCORES}: no score tables (run the train stages first)")
     comparisons = compare_systems(systems, BASELINE, cfg.bootstrap, PAIRED_INPUTS)
@@ -99,9 +98,8 @@ def main() -> None:
     intervals = comparisons["auc"]
     table["auc_low"] = [intervals[r.model][r.input][r.condition]["low"] for r in table.itertuples()]
     table["auc_high"] = [intervals[r.model][r.input][r.condition]["high"] for r in table.itertuples()]
-    wide = auc_vs_snr_table(table)
     with atomic_path(METRICS / "auc_vs_snr.csv") as tmp:
-        wide.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+        auc_vs_snr_table(table).to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
     write_bytes(METRICS / "plots" / "auc_vs_snr.png", plot_auc_vs_snr(
         table, reference=BASELINE, band=("auc_low", "auc_high"),
         title=f"AUC against SNR, with and without MSE (shaded: "
@@ -134,7 +132,7 @@ class SettingResult(NamedTuple):
 
     metrics: dict
     decisions: dict
-    roc_table: str  # CSV of the ROC at the fixed FPR grid (a DVC plot)
+    roc_table: str  # CSV of each machine type's ROC at the fixed FPR grid (a DVC plot)
     roc_png: bytes
     hist_png: bytes
 
@@ -152,9 +150,7 @@ def _evaluate_setting(job: Setting, cfg: EvaluateParams) -> SettingResult:
         decisions = decision_metrics(rows, column, thresholds)
     except ValueError as error:
         raise ValueError(f"{job.scores_path} ({stem}): {error}") from None
-    points = roc_points(rows, column, cfg.roc_points)
-    wide = points.pivot(index="fpr", columns="machine_type", values="tpr").reset_index()
-    roc_table = wide.to_csv(index=False, float_format="%.6f", lineterminator="\n")
+    roc_table = roc_points(rows, column, cfg.roc_points).to_csv(index=False, float_format="%.6f", lineterminator="\n")
     return SettingResult(metrics, decisions, roc_table,
                          plot_roc(rows, score_column=column, title=stem),
                          plot_score_histograms(rows, score_column=column, title=stem))

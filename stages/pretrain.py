@@ -18,14 +18,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from asdlib.config import load_yaml, parse
+from asdlib.config import parse
 from asdlib.corpora.audioset_music import prepare_audioset_music
 from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetectorSettings
 from asdlib.fileio import replace_dir
 from asdlib.manifest import read_clip, read_manifest
 from asdlib.store import file_digest
 
-from stages.common import CONFORMER_PRETRAINED, DATA, PARAMS_FILE, params_section, run
+from stages.common import CONFORMER_PRETRAINED, DATA, PARAMS_FILE, detector_section, params_section, run
 from stages.work import work_dir
 
 
@@ -44,7 +44,7 @@ class PretrainParams:
 
 def main() -> None:
     cfg = params_section("pretrain", PretrainParams)
-    detector_params = load_yaml(PARAMS_FILE).get("detectors", {}).get("conformer_ae")
+    detector_params = detector_section("conformer_ae")
     detector = ConformerAEDetector(parse(ConformerAEDetectorSettings, detector_params,
                                          f"{PARAMS_FILE}: detectors.conformer_ae"))
     rows = _generic_rows(cfg)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from asdlib.config import to_dict
 from asdlib.fileio import atomic_path, replace_dir
-from asdlib.manifest import read_clip, read_manifest
+from asdlib.manifest import read_clip, read_length, read_manifest
 from asdlib.noise_bank import noise_bank_identity, read_noise_bank
 from asdlib.snr_estimation import SnrEstimatorSettings, train_snr_estimator
 from asdlib.store import file_digest
@@ -33,7 +33,7 @@ def main() -> None:
         train = train.sample(n=MAX_CLIPS, random_state=settings.train.seed).sort_values("clip_id")
     clips = [read_clip(row, resample=resample) for _, row in train.iterrows()]
     bank = read_noise_bank(DATA / "noise")
-    identity = [(row["clip_id"], file_digest(row["path"]), _num_samples(row), int(row["channel"]))
+    identity = [(row["clip_id"], file_digest(row["path"]), read_length(row), int(row["channel"]))
                 for _, row in train.iterrows()]
     noise = noise_bank_identity(DATA / "noise", sorted(bank))
     work = work_dir("snr", to_dict(settings), identity, noise, {"resample": resample})
@@ -48,12 +48,6 @@ def main() -> None:
         history.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
     validation = _validation(history, result.selected_epoch, settings.loss)
     print(f"SNR estimator: epoch {result.selected_epoch} selected, {validation}")
-
-
-def _num_samples(row: pd.Series) -> int | None:
-    """The length a clip is read at (``num_samples``), None when read as it is."""
-    value = row.get("num_samples")
-    return None if value is None or pd.isna(value) else int(value)
 
 
 def _validation(history: pd.DataFrame, epoch: int, loss: str) -> str:

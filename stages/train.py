@@ -28,18 +28,19 @@ from typing import Any, Callable, Optional
 import pandas as pd
 import torch
 
-from asdlib.config import load_yaml, parse, to_dict
+from asdlib.conditions import parse_condition
+from asdlib.config import parse, to_dict
 from asdlib.datasets import LoadFn
 from asdlib.detectors.common import Detector
 from asdlib.fileio import atomic_path, replace_dir
-from asdlib.manifest import read_manifest
+from asdlib.manifest import SPLITS, read_manifest
 from asdlib.metrics import NORMAL_SCORES_FILE, score_table, write_scores
 from asdlib.model_card import EXTRACTION_FILE, ModelCard, read_record, write_model_card
 from asdlib.parallel import ParallelSettings, parallel_map, usable_cores
 from asdlib.progress import bars_off
 from asdlib.store import file_digest, read_row
 
-from stages.common import DATA, METRICS, PARAMS_FILE, configure_logging, params_section
+from stages.common import DATA, METRICS, PARAMS_FILE, configure_logging, detector_section, params_section
 from stages.work import work_dir
 
 INPUTS = {"raw": DATA / "mix" / "manifest.csv", "mse": DATA / "mse" / "manifest.csv"}
@@ -64,6 +65,17 @@ class TrainParams:
     def __post_init__(self) -> None:
         if not self.conditions:
             raise ValueError("conditions must list at least one condition")
+        for condition in self.conditions:
+            parse_condition(condition)
+        for name, values in (("conditions", self.conditions), ("score_splits", self.score_splits)):
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise ValueError(f"{name}: {twice} listed twice")
+        if not self.score_splits:
+            raise ValueError(f"score_splits must list at least one of {', '.join(SPLITS)}")
+        unknown = sorted(set(self.score_splits) - set(SPLITS))
+        if unknown:
+            raise ValueError(f"score_splits: {unknown} not a manifest split ({', '.join(SPLITS)})")
         if self.workers == 0 or self.workers < -1:
             raise ValueError(f"workers must be -1 or a positive integer, got {self.workers}")
 
@@ -93,7 +105,7 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
         raise ValueError(f"usage: python -m stages.train_{model} {{{','.join(INPUTS)}}}")
     input_name = sys.argv[1]
     cfg = params_section("train", TrainParams)
-    detector_params = load_yaml(PARAMS_FILE).get("detectors", {}).get(model)
+    detector_params = detector_section(model)
     settings = parse(settings_cls, detector_params, f"{PARAMS_FILE}: detectors.{model}")  # before any work
     options: dict[str, Any] = {"pretrained_weights": pretrained} if pretrained is not None else {}
     extraction = read_record(INPUTS["mse"].parent / EXTRACTION_FILE) if input_name == "mse" else None

@@ -48,6 +48,8 @@ def test_defaults_and_values():
         ({"items": "p"}, "params.yaml: s.items: expected a list"),
         ({"items": ["p", 3]}, "params.yaml: s.items[1]: expected a string"),
         ({"n": -1}, "n must be >= 0"),
+        ({"inner": {"rate": float("nan")}}, "params.yaml: s.inner.rate: expected a finite number"),
+        ({"inner": {"rate": float("inf")}}, "params.yaml: s.inner.rate: expected a finite number"),
     ],
 )
 def test_errors_name_the_key(data, message):
@@ -62,6 +64,16 @@ def test_load_yaml_errors(tmp_path):
     bad.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_yaml(bad)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("a: 1\na: 2\n")
+    with pytest.raises(ConfigError, match=r"(?s)twice.yaml: not valid YAML.*duplicate key \"a\"(?!.*suppress)"):
+        load_yaml(twice)
+
+
+def test_load_yaml_reads_yaml_1_2_as_dvc_does(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("lr: 1e-3\nanswer: yes\nbig: .inf\n")
+    assert load_yaml(path) == {"lr": 0.001, "answer": "yes", "big": float("inf")}
 
 
 @dataclass(frozen=True)
@@ -79,3 +91,9 @@ def test_partial_nested_mapping_keeps_field_default_instance():
     cfg = parse(Model, {"train": {"epochs": 3}})
     assert cfg.train == Train(lr=1e-4, epochs=3)
     assert parse(Model, {}).train.lr == 1e-4
+
+
+def test_empty_nested_section_keeps_the_field_default_instance():
+    assert parse(Model, {"train": None}).train == Train(lr=1e-4)
+    base = Model(train=Train(lr=0.5, epochs=2))
+    assert parse(Model, {"train": None}, base=base).train == base.train

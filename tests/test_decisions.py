@@ -84,3 +84,13 @@ def test_thresholds_per_machine_id_and_a_missing_one_named():
         decision_metrics(clips, "score", thresholds)
     with pytest.raises(DecisionError, match="lack column score_knn"):
         fit_thresholds(normals, "score_knn", 0.9)
+
+
+@pytest.mark.parametrize("normal, anomalous, message", [
+    ([0.1, 0.2], [], "fan/id_00: no anomalous clips, so recall and F1 would be undefined"),
+    ([], [0.8, 0.9], "fan/id_00: no normal clips, so the false-alarm rate would be undefined"),
+])
+def test_a_machine_id_without_one_class_is_named(normal, anomalous, message):
+    clips = _clips({"id_00": (normal, anomalous)})
+    with pytest.raises(DecisionError, match=message):
+        decision_metrics(clips, "score", {("fan", "id_00"): 0.5})

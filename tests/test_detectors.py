@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -90,6 +91,12 @@ def test_dense_ae_fits_scores_and_restores(tmp_path):
     restored = DenseAEDetector(settings)
     restored.restore(tmp_path)
     pd.testing.assert_frame_equal(restored.score(TEST, _load), scores)
+    fan_only = tmp_path.parent / f"{tmp_path.name}-fan"
+    (fan_only / "fan").mkdir(parents=True)
+    shutil.copy(tmp_path / "fan" / "model.pt", fan_only / "fan" / "model.pt")
+    restored.restore(fan_only)  # replaces the models restored before: pump is gone
+    with pytest.raises(DetectorError, match="no dense_ae model for machine type pump"):
+        restored.score(TEST, _load)
     with pytest.raises(DetectorError, match="no training scores"):
         restored.training_scores()
     with pytest.raises(DetectorError, match="no dense_ae model for machine type valve"):
@@ -239,6 +246,10 @@ def test_mahalanobis_and_knn_on_toy_embeddings():
         knn.score(a[:1], ["c"])
     with pytest.raises(ValueError, match="class c: 1 training embedding"):
         MahalanobisScorer().fit(train[:3], ["a", "a", "c"])
+    for scorer in (MahalanobisScorer(), KNNScorer(k=1)):  # a second fit replaces the first's classes
+        scorer.fit(train, classes).fit(b, ["b"] * 50)
+        with pytest.raises(UnknownClassError, match="class a was not seen"):
+            scorer.score(a[:1], ["a"])
 
 
 def test_cross_fitted_scores_refit_without_the_clips_fold():

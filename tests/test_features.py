@@ -100,6 +100,13 @@ def test_filterbank_matches_loop_reference(scale, norm):
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-7)
 
 
+def test_filterbank_of_an_odd_fft_size():
+    """Bin k is at k * sr / n_fft, which never reaches sr / 2 when n_fft is odd."""
+    s = LogMelSettings(**{**SMALL, "n_fft": 255, "win_length": 255}, mel_scale="slaney", mel_norm="slaney")
+    np.testing.assert_allclose(mel_filterbank(s).numpy(), ref_filterbank(8000, 255, 24, "slaney", "slaney"),
+                               rtol=1e-5, atol=1e-7)
+
+
 def test_filterbank_full_size_and_band_limits():
     for s in (STGRAM_LOGMEL, DCASE_BASELINE_LOGMEL):
         ours = mel_filterbank(s).numpy()

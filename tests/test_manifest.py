@@ -1,4 +1,5 @@
-"""Manifest validation: rows without a path or with a bad channel give errors naming the file and row."""
+"""Manifest validation: rows without a path or with a bad channel give errors naming the file and
+row; the length a row's clip is read at."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 
 import pytest
 
-from asdlib.manifest import ManifestError, from_rows, read_manifest
+from asdlib.manifest import ManifestError, from_rows, read_length, read_manifest
 
 HEADER = "clip_id,path,dataset,machine_type,machine_id,split,label,channel\n"
 
@@ -37,3 +38,12 @@ def test_rows_built_in_code_are_checked_too():
            "split": "train", "label": "normal", "channel": 0}
     with pytest.raises(ManifestError, match=r"corpus: empty path in row 1 \(clip_id 'a'\)"):
         from_rows([row], source="corpus")
+
+
+def test_read_length_is_none_where_the_corpus_lists_no_length(tmp_path):
+    path = tmp_path / "manifest.csv"
+    path.write_text(HEADER.replace("\n", ",num_samples\n")
+                    + "a,/x.wav,x,fan,id_00,train,normal,0,32000\nb,/y.wav,x,fan,id_00,train,normal,0,\n")
+    rows = read_manifest(path).to_dict("records")
+    assert [read_length(row) for row in rows] == [32000, None]
+    assert read_length({"path": "/x.wav"}) is None

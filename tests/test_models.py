@@ -141,6 +141,14 @@ def test_stgram_settings_and_logmel_consistency():
         STgramMFN(4, 16000, n_mels=64, logmel=LogMelSettings(n_mels=128))
     with pytest.raises(ValueError, match="arcface_m"):
         STgramMFNSettings(arcface_m=2.0)
+    # an odd window would put the Tgram's frames half a sample off the log-mel's (and give a
+    # frame count of its own at some lengths): refused whatever the clip length
+    for n in (16000, 16384):
+        with pytest.raises(ValueError, match=r"win_length \(1023\) and n_fft \(1024\) must be even"):
+            STgramMFN(4, n, logmel=LogMelSettings(win_length=1023))
+    with pytest.raises(ValueError, match="clips of 512 samples are too short .* more than 512 samples"):
+        STgramMFN(4, 512)
+    assert STgramMFN(4, 513).num_frames == 2
 
 
 def test_stgram_gradients_reach_every_parameter():

@@ -95,6 +95,34 @@ def test_shard_stages_leave_no_scratch_behind(tiny_repo: Path):
         assert not list((tiny_repo / "data" / ".work" / stage).rglob("*.*")), stage
 
 
+def test_dvc_plots_draw_every_curve(tiny_repo: Path):
+    """`dvc plots show` gets every system, machine type and training curve, each a series of its
+    own (the templates in .dvc/plots colour by it), not one column or one zig-zag line."""
+    plots = json.loads(sh(["dvc", "plots", "show", "--json"], tiny_repo).stdout)["data"]
+    metrics = json.loads((tiny_repo / "metrics" / "asd.json").read_text())
+
+    def spec(name: str) -> dict:
+        return plots[name][0]["content"]
+
+    def series(name: str, *fields: str) -> set[tuple]:
+        return {tuple(row[f] for f in fields) for row in spec(name)["data"]["values"]}
+
+    auc = "metrics/auc_vs_snr.csv"
+    assert series(auc, "model", "input") == {(m, i) for m, by_input in metrics.items() for i in by_input}
+    assert spec(auc)["encoding"]["color"]["field"] == spec(auc)["transform"][0]["as"] == "system"
+    assert spec(auc)["encoding"]["y"]["field"] == "auc"
+    rocs = sorted((tiny_repo / "metrics" / "roc").glob("*.csv"))
+    assert len(rocs) == sum(len(by_cond) for by_input in metrics.values() for by_cond in by_input.values())
+    for path in rocs:
+        name = f"metrics/roc/{path.name}"
+        assert series(name, "machine_type") == {("fan",), ("valve",)}, name
+        assert spec(name)["encoding"]["color"]["field"] == "machine_type"
+    for model in ("dense_ae", "conformer_ae"):
+        name = f"metrics/training/{model}.raw.csv"
+        assert series(name, "condition", "unit") == {(c, t) for c in ("clean", "0dB") for t in ("fan", "valve")}
+        assert spec(name)["encoding"]["color"]["field"] == "condition / unit"
+
+
 def test_second_repro_does_nothing(tiny_repo: Path):
     status = sh(["dvc", "status"], tiny_repo).stdout
     assert "up to date" in status.lower(), status

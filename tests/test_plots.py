@@ -10,7 +10,7 @@ import pytest
 from matplotlib.image import imread
 
 from asdlib.metrics import evaluate_scores
-from asdlib.plots import condition_positions, plot_auc_vs_snr, plot_roc, plot_score_histograms
+from asdlib.plots import plot_auc_vs_snr, plot_roc, plot_score_histograms
 
 
 def _scores(seed: int = 0) -> pd.DataFrame:
@@ -63,15 +63,6 @@ def test_auc_vs_snr_from_metrics():
     assert band != one  # shading drawn
     with pytest.raises(ValueError, match=r"lacks columns \['high'\]"):
         plot_auc_vs_snr(banded.drop(columns="high"), band=("low", "high"))
-
-
-def test_condition_positions():
-    positions = condition_positions(["clean", "6dB", "-6dB", "0dB"])
-    assert list(positions) == ["-6dB", "0dB", "6dB", "clean"]
-    assert positions["clean"] == 12.0
-    assert condition_positions(["-5", "clean"]) == {"-5": -5.0, "clean": 1.0}
-    with pytest.raises(ValueError, match="'noisy'"):
-        condition_positions(["noisy"])
 
 
 def test_missing_columns():

@@ -37,7 +37,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
-from scipy.signal import butter, sosfiltfilt
+import scipy  # scipy.signal loads on first use: stages that only read corpus params skip it
 
 from asdlib.audio import write_wav
 from asdlib.corpora import synthetic_rotating, synthetic_slider, synthetic_valve
@@ -299,7 +299,7 @@ def _render(spec: ClipSpec, settings: SyntheticSettings) -> np.ndarray:
                         + machine.reference_rms * db_to_amp(background_db) * background)
     # the recording chain's own noise keeps quiet passages above the 16-bit rounding floor
     x += db_to_amp(_SENSOR_NOISE_DBFS) * level_rng.standard_normal(n)
-    x = sosfiltfilt(_dc_blocker(sr), x)
+    x = scipy.signal.sosfiltfilt(_dc_blocker(sr), x)
     peak = float(np.max(np.abs(x)))
     if peak > _PEAK_LIMIT:
         x *= _PEAK_LIMIT / peak
@@ -309,7 +309,7 @@ def _render(spec: ClipSpec, settings: SyntheticSettings) -> np.ndarray:
 @lru_cache(maxsize=4)
 def _dc_blocker(sample_rate: int) -> np.ndarray:
     """Microphones do not pass DC or infrasound: 2nd-order high-pass at 20 Hz."""
-    return butter(2, 20.0, btype="highpass", fs=sample_rate, output="sos")
+    return scipy.signal.butter(2, 20.0, btype="highpass", fs=sample_rate, output="sos")
 
 
 def generate_synthetic(out_dir: Path, settings: SyntheticSettings, n_jobs: int = 1) -> int:

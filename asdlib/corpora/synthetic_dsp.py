@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from scipy.signal import iirpeak, lfilter
+import scipy  # scipy.signal loads on first use
 
 TWO_PI = 2.0 * np.pi
 
@@ -129,8 +129,8 @@ def resonate(
     for f, q, g in zip(freqs_hz, qs, gains):
         if f >= 0.45 * sample_rate:
             continue
-        b, a = iirpeak(f, q, fs=sample_rate)
-        y = y + g * lfilter(b, a, x)
+        b, a = scipy.signal.iirpeak(f, q, fs=sample_rate)
+        y = y + g * scipy.signal.lfilter(b, a, x)
     return y
 
 
@@ -150,7 +150,7 @@ def impacts(n: int, positions: np.ndarray, amplitudes: np.ndarray | float, conta
     which sets how far up the spectrum an impact reaches) with peak ``amplitudes``."""
     pulses = impulse_train(n, positions, amplitudes)
     window = np.hanning(contact_samples + 2)[1:-1]
-    return lfilter(window, [1.0], pulses)
+    return scipy.signal.lfilter(window, [1.0], pulses)
 
 
 def crossings(angle: np.ndarray) -> np.ndarray:

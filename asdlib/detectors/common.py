@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, TypeVar
 
@@ -11,23 +10,11 @@ import pandas as pd
 import torch
 
 from asdlib.datasets import LoadFn, load_clip
-from asdlib.features import LogMel, LogMelSettings, MelNorm, MelScale
+from asdlib.features import LogMel
 from asdlib.progress import progress_bar
 
 T = TypeVar("T")
 MODEL_FILE = "model.pt"  # selected weights + what scoring needs, written after training
-
-
-@dataclass(frozen=True)
-class SlaneyLogMelSettings(LogMelSettings):
-    """The DCASE 2020 baseline's front end: Slaney mel scale with area normalisation.
-
-    A subclass rather than an instance default, so a partial ``logmel:`` mapping in
-    the parameters (say only ``n_mels``) keeps the Slaney scale.
-    """
-
-    mel_scale: MelScale = "slaney"
-    mel_norm: MelNorm = "slaney"
 
 
 class DetectorError(ValueError):

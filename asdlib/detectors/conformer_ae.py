@@ -3,8 +3,9 @@
 Front end: the Slaney-scale, area-normalised log-mel of the DCASE baseline (so the
 two autoencoders differ only in architecture; the seed does not say which scale it
 used), centred per mel band on the training frames' mean and divided by one
-standard deviation of all bands (``normalise: global``, as the dense AE; on the
-built-in corpus it scores 0.02-0.03 AUC above ``band``, a standard deviation per
+standard deviation of all the centred bands (``normalise: global``; one scale as the
+dense AE, which takes its standard deviation before centring, so that it also holds
+the spread between band levels; on the built-in corpus it scores 0.02-0.03 AUC above ``band``, a standard deviation per
 band, which blows up quiet bands' noise). The statistics are stored in each model
 file, so scoring uses those the model was trained with.
 
@@ -30,10 +31,10 @@ import torch.nn.functional as F
 
 from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, SegmentDataset, clip_ids_hash, segment_length, split_train_val
-from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSettings, check_training_rows,
+from asdlib.detectors.common import (MODEL_FILE, DetectorError, check_training_rows,
                                      clip_logmel, data_digest, iter_rows, logmels, model_files, model_for,
                                      scores_frame, training_scores_of, unit_dir)
-from asdlib.features import LogMel
+from asdlib.features import LogMel, SlaneyLogMelSettings
 from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, resolve_device, save_checkpoint,
                              seed_everything)
@@ -124,6 +125,7 @@ class ConformerAEDetector:
     def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> dict[str, FitResult]:
         """Fine-tune (or train from scratch) a model per machine type in ``run_dir/<type>/``."""
         check_training_rows(train_rows, self.name)
+        self.models = {}  # a second fit replaces the first's models, never adds to them
         s = self.settings
         results = {}
         self._training_scores = []
@@ -156,7 +158,9 @@ class ConformerAEDetector:
         return model
 
     def restore(self, run_dir: str | Path) -> None:
-        """Load the trained model of every machine type found in ``run_dir``."""
+        """Load the trained model of every machine type found in ``run_dir`` (and only those:
+        models loaded or fitted before are dropped)."""
+        self.models = {}
         for path in model_files(run_dir, self.name):
             model = ConformerAE.from_settings(self.settings.model)
             extra = load_weights(path, model)
@@ -179,8 +183,10 @@ class ConformerAEDetector:
                settings: TrainSettings, folder: Path, unit: str, extra: dict) -> FitResult:
         """Features, band statistics, segments, the training loop; writes ``folder/model.pt``."""
         name = f"{self.name}/{unit}"
-        train_mels = logmels(train, load, self.logmel, self.device, f"{name} features")
-        val_mels = logmels(val, load, self.logmel, self.device, f"{name} val") if len(val) else []
+        device = resolve_device(settings.device)  # pre-training's own device, not the detector's
+        logmel = self.logmel if device == self.device else LogMel(self.settings.logmel).to(device)
+        train_mels = logmels(train, load, logmel, device, f"{name} features")
+        val_mels = logmels(val, load, logmel, device, f"{name} val") if len(val) else []
         frames = torch.cat(train_mels, dim=1)
         mean = frames.mean(dim=1)
         if self.settings.normalise == "band":

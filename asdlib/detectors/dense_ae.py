@@ -24,10 +24,10 @@ from torch.utils.data import TensorDataset
 
 from asdlib.config import to_dict
 from asdlib.datasets import LoadFn, clip_ids_hash, split_train_val
-from asdlib.detectors.common import (MODEL_FILE, DetectorError, SlaneyLogMelSettings, check_training_rows,
+from asdlib.detectors.common import (MODEL_FILE, DetectorError, check_training_rows,
                                      clip_logmel, data_digest, iter_rows, model_for, model_files, scores_frame,
                                      training_scores_of, unit_dir)
-from asdlib.features import LogMel, stack_frames
+from asdlib.features import LogMel, SlaneyLogMelSettings, stack_frames
 from asdlib.models.dense_ae import DenseAE
 from asdlib.training import (FitResult, TrainSettings, fit, load_weights, resolve_device, save_checkpoint,
                              seed_everything)
@@ -89,6 +89,7 @@ class DenseAEDetector:
     def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> dict[str, FitResult]:
         """Train (or resume) a model per machine type in ``run_dir/<type>/``."""
         check_training_rows(train_rows, self.name)
+        self.models = {}  # a second fit replaces the first's models, never adds to them
         s = self.settings
         results = {}
         self._training_scores = []
@@ -96,6 +97,7 @@ class DenseAEDetector:
             machine_type = str(machine_type)
             train, val = split_train_val(rows, s.train.val_fraction, s.train.seed)
             vectors, counts = self._vectors(train, load, f"{self.name}/{machine_type} features")
+            # one scale for all inputs, taken before centring (so it holds the spread between bands too)
             centre, scale = vectors.mean(dim=0), vectors.std().clamp(min=1e-3)
             train_set = TensorDataset((vectors - centre) / scale)
             del vectors  # features can be gigabytes on real corpora: keep only the normalised copy
@@ -127,7 +129,9 @@ class DenseAEDetector:
         return training_scores_of(self._training_scores, self.name)
 
     def restore(self, run_dir: str | Path) -> None:
-        """Load the trained model of every machine type found in ``run_dir``."""
+        """Load the trained model of every machine type found in ``run_dir`` (and only those:
+        models loaded or fitted before are dropped)."""
+        self.models = {}
         for path in model_files(run_dir, self.name):
             model = self._new_model()
             extra = load_weights(path, model)

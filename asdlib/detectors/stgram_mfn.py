@@ -78,6 +78,9 @@ class STgramMFNDetectorSettings:
     def __post_init__(self) -> None:
         if self.model.n_mels != self.logmel.n_mels:
             raise ValueError(f"model.n_mels ({self.model.n_mels}) must equal logmel.n_mels ({self.logmel.n_mels})")
+        if self.logmel.win_length % 2 or self.logmel.n_fft % 2:
+            raise ValueError(f"logmel.win_length ({self.logmel.win_length}) and logmel.n_fft ({self.logmel.n_fft}) "
+                             "must be even: only then are the Tgram's frames centred where the log-mel's are")
         if self.score not in ("published", "mahalanobis", "knn"):
             raise ValueError(f"score must be 'published', 'mahalanobis' or 'knn', got {self.score!r}")
         if self.knn_k < 1:

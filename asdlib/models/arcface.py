@@ -18,12 +18,11 @@ class ArcFace(nn.Module):
     Without labels: ``s * cos(theta_j)`` for every class ``j`` (in ``[-s, s]``). With
     labels, the target class gets ``s * cos(theta_y + m)``. Where ``theta_y + m`` would
     pass pi (``cos theta_y <= cos(pi - m)``) the target logit becomes ``s * (cos theta_y -
-    m sin(pi - m))`` instead, which keeps it monotone in ``theta_y``; with
-    ``easy_margin`` the margin is only applied where ``cos theta_y > 0``.
+    m sin(pi - m))`` instead, which keeps it monotone in ``theta_y`` (as published).
     """
 
     def __init__(self, embedding_dim: int, n_classes: int, margin: float = 0.7,
-                 scale: float = 30.0, easy_margin: bool = False) -> None:
+                 scale: float = 30.0) -> None:
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes}")
@@ -34,7 +33,6 @@ class ArcFace(nn.Module):
         self.n_classes = n_classes
         self.margin = margin
         self.scale = scale
-        self.easy_margin = easy_margin
         self.weight = nn.Parameter(torch.empty(n_classes, embedding_dim))
         nn.init.xavier_uniform_(self.weight)
         self._cos_m = math.cos(margin)
@@ -56,10 +54,6 @@ class ArcFace(nn.Module):
             raise ValueError(f"labels must be in [0, {self.n_classes}), got {labels.tolist()}")
         sine = torch.sqrt((1.0 - cosine.square()).clamp(min=_SINE_FLOOR))
         with_margin = cosine * self._cos_m - sine * self._sin_m
-        if self.easy_margin:
-            with_margin = torch.where(cosine > 0, with_margin, cosine)
-        else:
-            with_margin = torch.where(cosine > self._threshold, with_margin,
-                                      cosine - self._fallback)
+        with_margin = torch.where(cosine > self._threshold, with_margin, cosine - self._fallback)
         target = F.one_hot(labels.long(), self.n_classes).to(torch.bool)
         return self.scale * torch.where(target, with_margin, cosine)

@@ -13,7 +13,7 @@ MFNBlocks = Literal["mfn15", "mfn6"]
 BLOCK_CONFIGS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
     # 15 bottlenecks: the configuration STgram-MFN's published numbers came from.
     "mfn15": ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1)),
-    # 6 bottlenecks: the original MobileFaceNet setting.
+    # 6 bottlenecks: a smaller variant (the 15-block table above is MobileFaceNet's original).
     "mfn6": ((2, 128, 2, 2), (4, 128, 2, 2), (4, 128, 2, 2)),
 }
 

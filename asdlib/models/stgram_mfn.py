@@ -64,16 +64,17 @@ class STgramMFN(nn.Module):
             logmel = replace(STGRAM_LOGMEL, n_mels=n_mels)
         if logmel.n_mels != n_mels:
             raise ValueError(f"logmel.n_mels ({logmel.n_mels}) must equal n_mels ({n_mels})")
+        if logmel.win_length % 2 or logmel.n_fft % 2:
+            raise ValueError(f"win_length ({logmel.win_length}) and n_fft ({logmel.n_fft}) must be even: only "
+                             "then are the Tgram's frames centred where the log-mel's are")
+        if num_samples <= logmel.n_fft // 2:
+            raise ValueError(f"clips of {num_samples} samples are too short for STgram-MFN's log-mel "
+                             f"(n_fft {logmel.n_fft}: more than {logmel.n_fft // 2} samples)")
         self.num_classes = num_classes
         self.num_samples = num_samples
         self.num_frames = logmel.num_frames(num_samples)
         self.logmel = LogMel(logmel)
         self.tgram = Tgram(num_samples, n_mels, logmel.win_length, logmel.hop_length)
-        if self.tgram.num_frames != self.num_frames:
-            raise ValueError(
-                f"Tgram gives {self.tgram.num_frames} frames but the log-mel {self.num_frames} "
-                f"(win_length {logmel.win_length} must be even)"
-            )
         self.backbone = MobileFaceNet((n_mels, self.num_frames), blocks, 2, embedding_dim)
         self.head = ArcFace(embedding_dim, num_classes, arcface_m, arcface_s)
 
