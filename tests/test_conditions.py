@@ -24,6 +24,7 @@ def test_order_and_positions():
     assert condition_positions(conditions) == {"-6dB": -6.0, "0dB": 0.0, "6dB": 6.0, "clean": 12.0}
     assert condition_positions(["-5dB", "clean"]) == {"-5dB": -5.0, "clean": 1.0}  # one SNR: 6 dB step
     assert condition_positions(["clean"]) == {"clean": 0.0}
+    assert condition_positions(["-6dB", "0dB", "12dB", "clean"])["clean"] == 18.0  # the smallest gap
     assert condition_positions(["0dB", "10dB", "5dB", "0dB"]) == {"0dB": 0.0, "5dB": 5.0, "10dB": 10.0}
 
 

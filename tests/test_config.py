@@ -20,7 +20,8 @@ class Outer:
     flag: bool = False
     path: Path = Path("data")
     items: list[str] = field(default_factory=lambda: ["p", "q"])
-    maybe: Optional[int] = None
+    maybe: Optional[int] = 1
+    pair: tuple[int, ...] = (0, 0)
     inner: Inner = Inner()
 
     def __post_init__(self) -> None:
@@ -29,9 +30,12 @@ class Outer:
 
 
 def test_defaults_and_values():
-    cfg = parse(Outer, {"n": 5, "inner": {"rate": 1, "kind": "b"}, "items": ["z"], "maybe": 4})
+    cfg = parse(Outer, {"n": 5, "inner": {"rate": 1, "kind": "b"}, "items": ["z"], "maybe": 4,
+                        "path": "x/y", "pair": [2, 3]})
     assert cfg.n == 5 and cfg.inner.rate == 1.0 and isinstance(cfg.inner.rate, float)
     assert cfg.inner.kind == "b" and cfg.items == ["z"] and cfg.maybe == 4
+    assert cfg.path == Path("x/y") and cfg.pair == (2, 3)
+    assert parse(Outer, {"maybe": None}).maybe is None
     assert parse(Outer, None) == Outer()
     assert to_dict(cfg)["inner"] == {"rate": 1.0, "kind": "b"}
 

@@ -39,6 +39,8 @@ def test_gamma_threshold_of_scores_reaching_zero_or_below():
 
 def test_gamma_threshold_of_few_or_tied_or_bad_scores():
     assert gamma_threshold(np.full(5, 0.25), 0.9, "x") == 0.25  # nothing above a tie is flagged
+    at_threshold = pd.DataFrame({"clip_id": ["a", "b"], "machine_type": "x", "machine_id": "y", "score": [0.25, 0.26]})
+    assert decide(at_threshold, "score", {("x", "y"): 0.25})["decision"].tolist() == [0, 1]  # strictly above
     with pytest.raises(DecisionError, match="pump/id_04: 2 normal training clip"):
         gamma_threshold(np.array([1.0, 2.0]), 0.9, "pump/id_04")
     with pytest.raises(DecisionError, match="fan/id_00: .*NaN"):

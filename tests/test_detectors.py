@@ -242,6 +242,8 @@ def test_mahalanobis_and_knn_on_toy_embeddings():
     assert knn.score(a[3:4], ["a"])[0] == pytest.approx(0.0, abs=1e-12)  # its own copy
     assert knn.score(np.array([[0, 5, 0, 0]]), ["a"])[0] > knn.score(np.array([[0, 5, 0, 0]]), ["b"])[0]
     assert KNNScorer(k=1000).fit(train, classes).score(a[:1], ["a"])[0] > 0  # k capped at class size
+    square = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])  # cosine distances 0, 1, 2 from [1, 0]
+    assert KNNScorer(k=2).fit(square, ["s"] * 3).score(np.array([[2.0, 0.0]]), ["s"])[0] == pytest.approx(0.5)
     with pytest.raises(UnknownClassError, match="class c was not seen"):
         knn.score(a[:1], ["c"])
     with pytest.raises(ValueError, match="class c: 1 training embedding"):

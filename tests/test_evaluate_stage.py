@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from asdlib.decisions import fit_thresholds
+from asdlib.metrics import evaluate_scores
 from stages import evaluate
 
 PARAMS = "parallel:\n  backend: sequential\nevaluate:\n  roc_points: 11\n  bootstrap:\n    resamples: 100\n"
@@ -37,9 +41,18 @@ def _workspace(tmp_path, monkeypatch, test: pd.DataFrame, normals: pd.DataFrame)
 
 
 def test_evaluate_writes_metrics_tables_and_figures(tmp_path, monkeypatch):
-    _workspace(tmp_path, monkeypatch, *_tables(np.random.default_rng(0)))
+    test, normals = _tables(np.random.default_rng(0))
+    _workspace(tmp_path, monkeypatch, test, normals)
     evaluate.main()
     metrics = tmp_path / "metrics"
+    # the figures of the library functions, rounded as written
+    assert json.loads((metrics / "asd.json").read_text())["dense_ae"]["raw"]["clean"] == \
+        json.loads(json.dumps(evaluate_scores(test)))
+    thresholds = fit_thresholds(normals, "score", 0.9)
+    decided = json.loads((metrics / "decisions.json").read_text())["dense_ae"]["raw"]["clean"]["fan"]
+    assert decided["id_02"]["threshold"] == pytest.approx(thresholds[("fan", "id_02")], abs=1e-6)
+    auc = pd.read_csv(metrics / "auc_vs_snr.csv")
+    assert auc.loc[0, "auc"] == pytest.approx(evaluate_scores(test)["overall"]["auc"], abs=1e-6)
     for name in ("asd.json", "decisions.json", "comparisons.json", "summary.md", "auc_vs_snr.csv",
                  "roc/dense_ae.raw.clean.csv", "plots/roc/dense_ae.raw.clean.png",
                  "plots/hist/dense_ae.raw.clean.png", "plots/auc_vs_snr.png"):

@@ -106,6 +106,8 @@ def test_noise_choice_is_a_function_of_identity():
     assert {name for name, _ in first} == set(lengths)
     assert all(0 <= offset <= lengths[name] - 16000 for name, offset in first)
     assert first != [choose_noise(f"c{i}", "0dB", 4, lengths, 16000) for i in range(50)]
+    # pinned: a change of the draw (hash, modulus, name order) would silently move every mixture
+    assert choose_noise("c0", "0dB", 3, {"white": 50000, "pink": 60000}, 16000) == ("white", 6383)
 
 
 @pytest.fixture
@@ -151,6 +153,17 @@ def test_build_mixtures_manifest_and_attrs(corpus, tmp_path):
     clean_row = mixtures[mixtures["clip_id"] == "fan.train.1@clean"].iloc[0]
     assert np.isnan(clean_row["snr_db"])
     assert sorted(p.name for p in (tmp_path / "a" / "fan").iterdir()) == ["-6dB.h5", "6dB.h5", "clean.h5"]
+
+
+def test_mix_seed_draws_each_mixtures_noise(corpus, tmp_path):
+    lengths = {"white": 20000, "pink": 20000}
+    drawn = {}
+    for seed in (11, 12):
+        mixtures = mix(corpus, tmp_path, f"s{seed}", settings=MixSettings(conditions=["-6dB"], seed=seed))
+        drawn[seed] = [(r.noise_type, r.noise_offset) for r in mixtures.itertuples()]
+        assert drawn[seed] == [choose_noise(r.source_clip_id, r.condition, seed, lengths, 8000)
+                               for r in mixtures.itertuples()]
+    assert drawn[11] != drawn[12]
 
 
 def test_deterministic_serial_and_parallel(corpus, tmp_path):

@@ -45,6 +45,17 @@ def test_observed_value_is_the_published_mean_auc_ties_included():
     assert interval.low < interval.value < interval.high
 
 
+def test_observed_value_is_a_mean_over_types_when_types_have_unequal_ids():
+    """Fan keeps 2 IDs, valve 1: the mean over types is not the mean over IDs."""
+    clips = _clips(seed=4)
+    clips = clips[~((clips["machine_type"] == "valve") & (clips["machine_id"] == "id_01"))]
+    bootstrap = PairedBootstrap(clips, FAST)
+    scores = bootstrap.aligned(clips, "score", "t")
+    assert bootstrap.observed(scores) == pytest.approx(evaluate_scores(clips)["overall"]["auc"], abs=1e-6)
+    per_id = [v["auc"] for t in ("fan", "valve") for k, v in evaluate_scores(clips)[t].items() if k != "mean"]
+    assert bootstrap.observed(scores) != pytest.approx(np.mean(per_id), abs=1e-6)
+
+
 def test_same_system_differs_by_exactly_nothing_and_a_perfect_one_clearly():
     clips = _clips(shift=0.3)
     bootstrap = PairedBootstrap(clips, FAST)

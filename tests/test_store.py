@@ -52,6 +52,9 @@ def test_finished_shard_with_other_keys_is_deleted_and_named(tmp_path):
     with pytest.raises(StoreError, match="s-fp1.h5: a shard finished by an earlier run holds other clips"):
         builder.finish(["a", "b", "c"])
     assert ShardBuilder(tmp_path / "s.h5", "fp1", tmp_path / "work").done_keys() == set()
+    build(tmp_path / "s.h5", tmp_path / "work", ["a", "b", "c"])  # now one clip too many
+    with pytest.raises(StoreError, match="holds other clips"):
+        ShardBuilder(tmp_path / "s.h5", "fp1", tmp_path / "work").finish(["a", "b"])
 
 
 def test_read_row_reads_a_replaced_shard_afresh(tmp_path):

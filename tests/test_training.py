@@ -101,6 +101,22 @@ def test_resume_gives_identical_weights(tmp_path):
         [r["train_loss"] for r in resumed.history]
 
 
+def test_resume_remembers_a_best_epoch_before_the_interruption(tmp_path):
+    """Validation targets of the opposite sign: the better the fit, the worse the validation
+    loss, so the best epoch is the first, and a resume after epoch 2 must still pick it."""
+    data = _regression_data()
+    x, y = _regression_data(24).tensors
+    val = TensorDataset(x, -y)
+    full = fit(_model(), data, _mse, SETTINGS, tmp_path / "full", val_set=val)
+    assert full.selected_epoch == 1
+    fit(_model(), data, _mse, TrainSettings(**{**SETTINGS.__dict__, "epochs": 2}), tmp_path / "part", val_set=val)
+    resumed = fit(_model(seed=99), data, _mse, SETTINGS, tmp_path / "part", val_set=val)
+    assert resumed.resumed_from == 2 and resumed.selected_epoch == 1
+    a = read_checkpoint(tmp_path / "full" / "best.pt")["model"]
+    b = read_checkpoint(tmp_path / "part" / "best.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_after_crash_mid_epoch(tmp_path):
     data = _regression_data()
     full = _model()
@@ -225,6 +241,10 @@ def test_split_train_val_is_per_class_deterministic_and_refuses_test_rows():
     bad.loc[3, "split"] = "test"
     with pytest.raises(ValueError, match=bad.loc[3, "clip_id"]):
         split_train_val(bad, 0.2, seed=1)
+    anomalous = rows.copy()
+    anomalous.loc[5, "label"] = "anomaly"  # still in the training split
+    with pytest.raises(ValueError, match=anomalous.loc[5, "clip_id"]):
+        split_train_val(anomalous, 0.2, seed=1)
 
 
 def test_waveform_dataset_checks_clips():
