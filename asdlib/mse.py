@@ -32,6 +32,7 @@ StopReason = Literal["snr", "max_steps", "min_gain", "silent"]
 # normal float64, for clips so quiet the fraction underflows), so the trace stays
 # finite (within +-300 dB) even when the residual vanishes exactly.
 _ENERGY_FLOOR = 1e-30
+_EMPTY = 1e-12  # a period whose energy is this share of the residual's or less holds nothing
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class MseSettings:
     noise_bands: int = 48
 
     def __post_init__(self) -> None:
+        for name in ("q_min", "q_max", "max_steps", "m_divisions", "noise_bands"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
         if self.q_min < 1:
             raise ValueError(f"q_min must be >= 1, got {self.q_min}")
         if self.q_max < self.q_min:
@@ -92,8 +97,9 @@ class MseResult:
     previous: the extraction before the last step (zeros after one step).
     snr_trace: 10*log10(E_extracted / E_residual) after each step (float64).
     periods: the period removed at each step (int64).
-    stopped_by: 'snr' (target reached), 'max_steps', 'min_gain' or 'silent'
-        (nothing left to extract: an all-zero clip or residual).
+    stopped_by: 'snr' (target reached), 'max_steps', 'min_gain' (a step would gain
+        less than ``min_gain`` of the residual, or lose) or 'silent' (nothing left to
+        extract: an all-zero clip, or no period of ``q_min..q_max`` holds any of the residual).
     used_previous: True when ``signal`` is ``previous``.
     """
 
@@ -158,10 +164,17 @@ def extract(
     """
     settings = settings or MseSettings()
     x = _checked(x, name, settings)
+    try:
+        snr_db = float(snr_db)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: snr_db must be a number, got {snr_db!r}") from None
     if not math.isfinite(snr_db):
         raise ValueError(f"{name}: snr_db must be a finite number, got {snr_db}")
     n = x.shape[0]
-    residual = x.astype(np.float64)
+    # work on the clip scaled by a power of two to a peak in [0.5, 1): exact (the same bits for
+    # every other level), and energies can neither overflow nor underflow at extreme levels
+    exponent = math.frexp(float(np.max(np.abs(x), initial=0.0)))[1]
+    residual = np.ldexp(x.astype(np.float64), -exponent)
     total = _energy(residual)
     if total == 0.0:
         empty = np.zeros(0)
@@ -180,16 +193,23 @@ def extract(
     periods: list[int] = []
     stopped_by: StopReason = "max_steps"
     for _ in range(settings.max_steps):
-        if residual_energy == 0.0:
+        energies, _ = plan.energies(residual)
+        scores = period_scores(energies, noise, plan.phi, settings)
+        scores[energies <= _EMPTY * residual_energy] = -np.inf  # removed already: never picked again
+        if not np.isfinite(scores).any():  # every period's share is out (or the residual is zero)
             stopped_by = "silent"
             break
-        energies, _ = plan.energies(residual)
-        q = int(plan.periods[np.argmax(period_scores(energies, noise, plan.phi, settings))])
+        q = int(plan.periods[np.argmax(scores)])
         component = project(residual, q)
+        updated = residual - component
+        before, residual_energy = residual_energy, _energy(updated)
+        if residual_energy > before:  # possible where q does not divide n (inexact projection)
+            residual_energy = before
+            stopped_by = "min_gain"  # a loss, not a gain: the step is not taken
+            break
         previous = extracted.copy()
         extracted += component
-        residual -= component
-        before, residual_energy = residual_energy, _energy(residual)
+        residual = updated
         extracted_energy = _energy(extracted)
         trace.append(10.0 * math.log10(max(extracted_energy, floor) / max(residual_energy, floor)))
         periods.append(q)
@@ -204,8 +224,8 @@ def extract(
     use_previous = choose_result(snr_trace, snr_db, settings.m_divisions)
     chosen = previous if use_previous else extracted
     return MseResult(
-        signal=chosen.astype(x.dtype),
-        previous=previous.astype(x.dtype),
+        signal=np.ldexp(chosen, exponent).astype(x.dtype),
+        previous=np.ldexp(previous, exponent).astype(x.dtype),
         snr_trace=snr_trace,
         periods=np.array(periods, dtype=np.int64),
         stopped_by=stopped_by,

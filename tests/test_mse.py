@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from asdlib.config import ConfigError, parse
+from asdlib import mse as mse_module
 from asdlib.mse import MseResult, MseSettings, choose_result, extract, period_scores
 from asdlib.ramanujan import BandNoise, fold_mean, project, ramanujan_energy, totient
 
@@ -47,6 +48,9 @@ def snr(clean, estimate):
         ("noise_penalty", 0.0),
         ("noise_penalty", float("nan")),
         ("noise_bands", 0),
+        ("q_max", 1024.0),
+        ("m_divisions", 1.5),
+        ("max_steps", True),
     ],
 )
 def test_settings_reject_out_of_range_values_naming_the_field(field, value):
@@ -210,6 +214,8 @@ def test_other_bad_input_is_an_error_naming_the_clip():
         extract((x * 1000).astype(np.int16), 0.0, SMALL, name="ints")
     with pytest.raises(ValueError, match="nan_target.*snr_db"):
         extract(x, float("nan"), SMALL, name="nan_target")
+    with pytest.raises(ValueError, match="text_target: snr_db must be a number, got 'high'"):
+        extract(x, "high", SMALL, name="text_target")
 
 
 def test_float32_and_float64_give_the_same_extraction():
@@ -261,3 +267,40 @@ def test_clip_too_quiet_for_the_energy_floor_still_extracts():
     x = 1e-160 * np.resize(rng.standard_normal(97), 8001)  # 1e-30 of its energy underflows to 0
     result = extract(x, 10.0, MseSettings(q_max=256), name="quiet")
     assert np.all(np.isfinite(result.snr_trace)) and result.steps >= 1
+
+
+def test_extraction_is_the_same_at_any_level():
+    """Scaled by a power of two: the same bits, scaled; by 1e154 (energies over float64's range)
+    or 1e-160 (under it): the same periods and a finite trace."""
+    rng = np.random.default_rng(2)
+    x = np.resize(rng.standard_normal(97), 8001) + 0.5 * rng.standard_normal(8001)
+    base = extract(x, 3.0, MseSettings(q_max=256))
+    doubled = extract(np.ldexp(x, 300), 3.0, MseSettings(q_max=256))
+    assert np.array_equal(doubled.signal, np.ldexp(base.signal, 300))
+    assert np.array_equal(doubled.snr_trace, base.snr_trace)
+    for level in (1e154, 1e-160):
+        scaled = extract(level * x, 3.0, MseSettings(q_max=256))
+        assert np.array_equal(scaled.periods, base.periods), level
+        assert np.all(np.isfinite(scaled.snr_trace)) and np.all(np.isfinite(scaled.signal))
+        np.testing.assert_allclose(scaled.signal / level, base.signal, rtol=1e-9, atol=1e-12)
+
+
+def test_a_step_that_would_grow_the_residual_is_not_taken(monkeypatch):
+    """Where q does not divide the length the projection is inexact and can, on built inputs,
+    leave more energy than before: such a step is refused (here forced by a projection that
+    doubles the residual)."""
+    monkeypatch.setattr(mse_module, "project", lambda residual, q: -residual)
+    x = np.resize(np.random.default_rng(3).standard_normal(97), 8001)
+    result = extract(x, 20.0, MseSettings(q_max=256))
+    assert result.steps == 0 and result.stopped_by == "min_gain" and not result.signal.any()
+
+
+def test_an_exhausted_period_is_never_picked_again():
+    """Every period divides the length, so each removal is exact: once 2..8 are out, nothing
+    is left to take, and the pursuit says so instead of re-picking an empty period."""
+    rng = np.random.default_rng(0)
+    x = np.resize(rng.standard_normal(4), 840)
+    x = x - x.mean() + rng.standard_normal(840)
+    result = extract(x, 30.0, MseSettings(q_min=2, q_max=8, max_steps=12, min_gain=0.0))
+    assert sorted(result.periods.tolist()) == list(range(2, 9))
+    assert result.stopped_by == "silent"
