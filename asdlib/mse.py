@@ -204,7 +204,6 @@ def extract(
         updated = residual - component
         before, residual_energy = residual_energy, _energy(updated)
         if residual_energy > before:  # possible where q does not divide n (inexact projection)
-            residual_energy = before
             stopped_by = "min_gain"  # a loss, not a gain: the step is not taken
             break
         previous = extracted.copy()
