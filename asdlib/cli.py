@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import pandas as pd
 import soundfile as sf
 
+from asdlib.allocator import keep_freed_memory
 from asdlib.config import load_yaml, parse
 from asdlib.corpora import archives, audioset_music, dcase2020, mimii, noisex92
 from asdlib.corpora.archives import ArchiveError, ExtractionError
@@ -461,5 +462,12 @@ def _reject_options(args: argparse.Namespace, command: str, allowed: dict[str, t
         raise UsageError(f"{command} {args.corpus}: option {flags} does not apply to this corpus")
 
 
+def console_main() -> int:
+    """The ``asd`` command: :func:`main` in a process that keeps freed memory for reuse
+    (:mod:`asdlib.allocator`; scoring runs detectors on many clips)."""
+    keep_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -37,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from asdlib.allocator import keep_freed_memory
 from asdlib.detectors.registry import build_detector
 from asdlib.manifest import read_clip, read_manifest
 from asdlib.metrics import evaluate_scores, score_table, write_scores
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--scores-out", type=Path, metavar="FILE",
                         help="write the scored test clips here (a score table for asd compare)")
     args = parser.parse_args()
+    keep_freed_memory()  # as the train stages do (asdlib.allocator), so fit times compare
     scores_out = args.scores_out.resolve() if args.scores_out else None
     os.chdir(args.repo)  # manifests name their HDF5 stores relative to the repo
     manifest = read_manifest(INPUTS[args.input])

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from asdlib.allocator import keep_freed_memory
 from asdlib.features import DCASE_BASELINE_LOGMEL, STGRAM_LOGMEL, LogMel, stack_frames
 from asdlib.models.conformer_ae import ConformerAE
 from asdlib.models.dense_ae import DenseAE
@@ -170,7 +171,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="batch for the throughput table")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's allocator as it is (the pipeline keeps freed memory: asdlib.allocator)")
     args = parser.parse_args()
+    kept = False if args.default_malloc else keep_freed_memory()
 
     torch.set_num_threads(args.threads)
     device_name = args.device
@@ -178,7 +182,8 @@ def main() -> None:
         device_name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device_name)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+          f"freed memory {'kept (as the pipeline)' if kept else 'returned to the kernel (glibc default)'}")
 
     fb_rows = []
     for blocks in ("mfn15", "mfn6"):

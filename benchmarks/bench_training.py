@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from asdlib.allocator import keep_freed_memory
 from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetectorSettings
 from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
 from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSettings
@@ -86,10 +87,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, nargs="+", default=[2.0, 10.0])
     parser.add_argument("--clips", type=int, default=48, help="training clips per run (test: half)")
     parser.add_argument("--plan-epochs", type=int, nargs=3, default=[10, 4, 2], metavar=("DENSE", "CONF", "STGRAM"))
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's allocator as it is (the pipeline keeps freed memory: asdlib.allocator)")
     args = parser.parse_args()
+    kept = False if args.default_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(False)  # its first call imports torch._dynamo (~2 s): not timed
-    print(f"torch {torch.__version__}, {args.threads} threads, CPU")
+    print(f"torch {torch.__version__}, {args.threads} threads, CPU, "
+          f"freed memory {'kept (as the pipeline)' if kept else 'returned to the kernel (glibc default)'}")
 
     measured = []
     for seconds in args.seconds:

@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from asdlib.allocator import keep_freed_memory
 from asdlib.config import ConfigError, load_yaml, parse
 
 T = TypeVar("T")
@@ -48,8 +49,10 @@ def configure_logging(label: str = "") -> None:
 
 
 def run(main: Callable[[], Any]) -> None:
-    """Run a stage's main; expected errors print one line naming the culprit, exit code 1."""
+    """Run a stage's main; expected errors print one line naming the culprit, exit code 1.
+    Freed memory is kept for reuse, in the stage and its workers (:mod:`asdlib.allocator`)."""
     configure_logging()
+    keep_freed_memory()
     try:
         main()
     except (ValueError, OSError) as exc:
