@@ -158,6 +158,30 @@ def test_conformer_scratch_differs_and_pretrained_needs_weights(tmp_path):
         ConformerAEDetector(_conformer_settings("pretrained")).fit(TRAIN, _load, tmp_path)
 
 
+def test_conformer_scores_in_batches_as_one_clip_at_a_time(monkeypatch):
+    """Clips of two models and three lengths, interleaved: each score in its place, equal to
+    the clip's score alone up to float32 rounding, and batches of one model and length."""
+    detector = ConformerAEDetector(_conformer_settings("scratch"))
+    models = [detector.initial_model().eval(), ConformerAEDetector(replace(
+        _conformer_settings("scratch"), train=_train(seed=5))).initial_model().eval()]
+    generator = torch.Generator().manual_seed(0)
+    clips = [(models[i % 2], torch.randn(N_MELS, (7, 12, 30)[i % 3], generator=generator)) for i in range(75)]
+    with torch.no_grad():
+        alone = [float(model.reconstruction_error(mel.T[None]).mean()) for model, mel in clips]
+    monkeypatch.setattr("asdlib.detectors.conformer_ae.SCORE_BATCH", 4)
+    batches = []
+    for model in models:
+        forward = model.reconstruction_error
+        monkeypatch.setattr(model, "reconstruction_error",
+                            lambda frames, forward=forward: batches.append(frames.shape) or forward(frames))
+    scores = detector._errors(iter(clips))
+    np.testing.assert_allclose(scores, alone, rtol=1e-6)
+    assert len(set(scores)) == len(scores)
+    group_sizes = pd.Series([i % 6 for i in range(75)]).value_counts()  # (model, length) pairs
+    assert len(batches) == sum(-(-n // 4) for n in group_sizes)
+    assert sum(shape[0] for shape in batches) == 75 and max(shape[0] for shape in batches) == 4
+
+
 def test_conformer_normalise_global_uses_one_scale_and_band_one_per_band(tmp_path):
     stds = {}
     for normalise in ("global", "band"):

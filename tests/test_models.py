@@ -16,7 +16,7 @@ from asdlib.models.arcface import ArcFace
 from asdlib.models.conformer import ConformerBlock, RelativeMultiHeadAttention
 from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
 from asdlib.models.dense_ae import DenseAE
-from asdlib.models.mobilefacenet import ChannelPReLU, MobileFaceNet
+from asdlib.models.mobilefacenet import ChannelPReLU, MobileFaceNet, _ChannelPReLUFunction
 from asdlib.models.reconstruction import reconstruction_mse
 from asdlib.models.stgram_mfn import STgramMFN, STgramMFNSettings
 from asdlib.models.tgram import Tgram
@@ -88,6 +88,41 @@ def test_channel_prelu_is_prelu_in_values_gradients_and_state_dict():
     torch.testing.assert_close(ours.weight.grad, reference.weight.grad)
     assert list(ChannelPReLU(4).state_dict()) == list(nn.PReLU(4).state_dict())
     torch.testing.assert_close(ChannelPReLU(4).weight, nn.PReLU(4).weight)
+
+
+def _five_op_prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The formula the committed results were trained with, op by op."""
+    slope = weight.view(1, -1, *([1] * (x.dim() - 2)))
+    return torch.relu(x) - slope * torch.relu(-x)
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (3, 6, 9), (5, 6)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channel_prelu_has_the_bits_of_the_five_op_formula(shape, channels_last):
+    torch.manual_seed(1)
+    x = torch.randn(shape) * 3
+    x.view(-1)[::5] = 0.0  # zeros: where autograd's relu gradient is 0 on both sides
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.tensor([0.25, -0.7, 1.6, 0.0, 1e-3, -3.0])
+    grad = torch.randn(shape)
+    prelu = ChannelPReLU(6)
+    with torch.no_grad():
+        prelu.weight.copy_(weight)
+    ours_x, ref_x, ref_w = x.clone().requires_grad_(), x.clone().requires_grad_(), weight.clone().requires_grad_()
+    ours = prelu(ours_x)
+    reference = _five_op_prelu(ref_x, ref_w)
+    ours.backward(grad)
+    reference.backward(grad)
+    assert torch.equal(ours, reference)
+    assert torch.equal(ours_x.grad, ref_x.grad)
+    assert torch.equal(prelu.weight.grad, ref_w.grad)
+
+
+def test_channel_prelu_gradients_pass_gradcheck():
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.tensor([0.25, -0.5, 1.5], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_ChannelPReLUFunction.apply, (x, weight))
 
 
 def test_mobilefacenet_gives_the_same_embedding_for_either_input_layout():

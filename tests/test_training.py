@@ -362,3 +362,33 @@ def test_a_stage_reports_divergence_in_one_line(monkeypatch, capsys):
         common.run(main)
     assert stop.value.code == 1
     assert capsys.readouterr().err == "error: mynet: epoch 3, batch 1: loss is nan; stopped\n"
+
+
+def test_training_is_deterministic_inside_fit_and_restored_after(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(training, "_train_epoch", _recording_epoch(training._train_epoch, seen))
+    torch.use_deterministic_algorithms(False)
+    fit(_model(), _regression_data(), _mse, SETTINGS, tmp_path)
+    assert seen and all(seen)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def _recording_epoch(epoch, seen):
+    def wrapped(*args, **kwargs):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return epoch(*args, **kwargs)
+    return wrapped
+
+
+
+def test_the_one_call_optimizer_step_gives_the_weights_of_the_per_tensor_loop(tmp_path, monkeypatch):
+    """fit's Adam updates all parameters in one call (foreach); the committed results were trained
+    with PyTorch's per-tensor loop, which must give the same bits."""
+    settings = TrainSettings(epochs=3, batch_size=16, lr=1e-2, weight_decay=0.01, device="cpu", seed=3)
+    fast = _model()
+    fit(fast, _regression_data(), _mse, settings, tmp_path / "foreach", val_set=_regression_data(32))
+    adam = torch.optim.Adam
+    monkeypatch.setattr(torch.optim, "Adam", lambda *args, **kwargs: adam(*args, **{**kwargs, "foreach": False}))
+    loop = _model()
+    fit(loop, _regression_data(), _mse, settings, tmp_path / "loop", val_set=_regression_data(32))
+    assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), loop.state_dict().values()))
