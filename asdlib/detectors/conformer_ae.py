@@ -237,11 +237,11 @@ class ConformerAEDetector:
 
         for model, mel in clips:
             key = (id(model), mel.shape[1])
-            pending.setdefault(key, (model, [], []))
-            pending[key][1].append(len(scores))
-            pending[key][2].append(mel)
+            _, positions, mels = pending.setdefault(key, (model, [], []))
+            positions.append(len(scores))
+            mels.append(mel)
             scores.append(float("nan"))
-            if len(pending[key][1]) == SCORE_BATCH:
+            if len(mels) == SCORE_BATCH:
                 run(key)
         for key in list(pending):
             run(key)

@@ -23,7 +23,7 @@ class _ChannelPReLUFunction(torch.autograd.Function):
     """``relu(x) - slope * relu(-x)`` with the bits of autograd's gradients of that formula,
     in fewer passes over the activations.
 
-    Forward is PyTorch's one-pass PReLU kernel (bit-equal: for ``x < 0`` both give
+    Forward is PyTorch's one-pass ``torch.prelu`` (bit-equal: for ``x < 0`` both give
     ``slope * x`` exactly, else ``x``). Backward rebuilds what autograd computes through the
     five element-wise ops of the formula, from 6 passes instead of 12 (no intermediate of
     the forward is kept): ``d/dx`` is ``grad`` where ``x > 0``, ``grad * slope`` where
@@ -35,7 +35,7 @@ class _ChannelPReLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        return torch._prelu_kernel(x, _per_channel(weight, x))
+        return torch.prelu(x, weight)
 
     @staticmethod
     @once_differentiable
@@ -45,15 +45,12 @@ class _ChannelPReLUFunction(torch.autograd.Function):
         dims = [0, *range(2, x.dim())]
         grad_weight = (grad * negative_part).sum(dims).neg_()
         grad_x = _threshold_backward(grad, x, 0)
-        grad_x.add_(_threshold_backward(grad * _per_channel(weight, x), negative_part, 0))
+        slope = weight.view(1, -1, *([1] * (x.dim() - 2)))
+        grad_x.add_(_threshold_backward(grad * slope, negative_part, 0))
         return grad_x, grad_weight
 
 
 _threshold_backward = torch.ops.aten.threshold_backward  # grad where input > threshold, else 0
-
-
-def _per_channel(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return weight.view(1, -1, *([1] * (x.dim() - 2)))
 
 
 class ChannelPReLU(nn.Module):
