@@ -380,7 +380,6 @@ def _recording_epoch(epoch, seen):
     return wrapped
 
 
-
 def test_the_one_call_optimizer_step_gives_the_weights_of_the_per_tensor_loop(tmp_path, monkeypatch):
     """fit's Adam updates all parameters in one call (foreach); the committed results were trained
     with PyTorch's per-tensor loop, which must give the same bits."""
