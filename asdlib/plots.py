@@ -58,7 +58,10 @@ def plot_score_histograms(df: pd.DataFrame, score_column: str = "score", bins: i
         for label, color in (("normal", "tab:blue"), ("anomaly", "tab:red")):
             values = rows.loc[rows["label"] == label, score_column].to_numpy(np.float64)
             if len(values):
-                ax.hist(values, bins=edges, alpha=0.55, color=color, label=f"{label} ({len(values)})")
+                # one filled outline, not a patch per bar: the same pixels (the bars have no
+                # edges) for a third of the drawing time
+                ax.hist(values, bins=edges, histtype="stepfilled", alpha=0.55, color=color,
+                        label=f"{label} ({len(values)})")
         ax.set(title=str(machine_type), xlabel=f"anomaly score ({score_column})", ylabel="clips")
         ax.legend(fontsize="small")
     return _finish(fig, axes, len(types), title or "Anomaly scores, normal vs anomalous clips")

@@ -22,7 +22,9 @@ TINY = {
     "mix": {"conditions": ["clean", "0dB"]},
     "snr": {"examples_per_epoch": 64, "val_examples": 16, "train": {"epochs": 1}},
     "mse": {"settings": {"q_max": 256, "max_steps": 4}},
-    "train": {"conditions": ["clean", "0dB"]},
+    # one process for the conditions: worker start-up (torch imports) was half of each tiny
+    # train stage; the worker path has its own tests (test_train_stage.py)
+    "train": {"conditions": ["clean", "0dB"], "workers": 1},
     "detectors": {
         "dense_ae": {"train": {"epochs": 2, "batch_size": 64}},
         "conformer_ae": {"train": {"epochs": 1}, "pretrain": {"epochs": 1}},

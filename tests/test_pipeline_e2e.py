@@ -170,6 +170,6 @@ def test_asd_score_gives_the_pipelines_scores(tmp_path_factory, tmp_path: Path, 
     assert ours["decision"].tolist() == decide(pipeline, "score", thresholds)["decision"].tolist()
     ours = ours.drop(columns=["threshold", "decision"])
     assert list(ours.columns) == list(pipeline.columns)
-    # equal but for the last float bits (the stage scored with one thread per worker); the
+    # equal but for the last float bits (the stage may score with another thread count); the
     # Mahalanobis score of a tiny training set magnifies them to ~1e-5
     pd.testing.assert_frame_equal(ours, pipeline, check_exact=False, rtol=1e-4, check_dtype=False)
