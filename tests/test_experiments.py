@@ -66,6 +66,8 @@ def test_exp_run_retrains_one_detector_and_diff_shows_per_id_changes(repo: Path)
     assert any(PER_ID_KEY.fullmatch(key) for key in changed), sorted(changed)
     table = sh(["dvc", "metrics", "diff", "--md", "HEAD", "dense-bs32"], repo).stdout
     assert next(key for key in sorted(changed) if PER_ID_KEY.fullmatch(key)) in table
+    assert not re.search(r"comparisons\.json +\| auc\.stgram_mfn", table)  # other detectors' intervals kept
+    assert re.search(r"comparisons\.json +\| minus_dense_ae_raw\.stgram_mfn", table)  # the baseline moved
 
 
 @pytest.mark.slow
