@@ -22,7 +22,7 @@ TINY = {
     "mix": {"conditions": ["clean", "0dB"]},
     "snr": {"examples_per_epoch": 64, "val_examples": 16, "train": {"epochs": 1}},
     "mse": {"settings": {"q_max": 256, "max_steps": 4}},
-    # one process for the conditions: worker start-up (torch imports) was half of each tiny
+    # one process for the conditions: worker start-up (torch imports) was a third of each tiny
     # train stage; the worker path has its own tests (test_train_stage.py)
     "train": {"conditions": ["clean", "0dB"], "workers": 1},
     "detectors": {
