@@ -156,7 +156,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --extract: one stop target in dB for every clip instead (default for a model "
                         "whose input was extracted at one fixed SNR: that SNR)")
     s.add_argument("--resample", action="store_true", help="convert audio at other sample rates to 16 kHz")
-    s.add_argument("--device", help="torch device (default: the model's training setting, auto)")
+    s.add_argument("--device", default="auto",
+                   help="torch device: auto (default: CUDA when available, else the CPU), cpu, cuda, cuda:N")
+    s.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's, one per core). The last bits of a score depend "
+                        "on it: the pipeline's train stages score with cores // train.workers threads (1 on "
+                        "2 cores by default); give that count to get their scores byte for byte")
     s.add_argument("--jobs", type=int, default=-1, help="processes for --extract (default -1: one per core)")
     s.add_argument("--quantile", type=float, metavar="Q",
                    help="decision threshold: this quantile of a gamma fit to each machine ID's training "
@@ -191,8 +196,11 @@ def _compare(args: argparse.Namespace) -> int:
                          f"got {len(args.scores_a)} and no --vs")
     paths_a, paths_b = (args.scores_a, args.vs) if args.vs is not None else (args.scores_a[:1], args.scores_a[1:])
     column_b = args.column_b or args.column
-    result = compare_runs([_score_table(path, args.column) for path in paths_a],
-                          [_score_table(path, column_b) for path in paths_b], settings)
+    tables_a = [_score_table(path, args.column) for path in paths_a]
+    tables_b = [_score_table(path, column_b) for path in paths_b]
+    result = compare_runs(tables_a, tables_b, settings)
+    left_out = condition_order(sorted({c for table, _, _ in tables_a + tables_b for c in table["condition"]}
+                                      - set(result)))
     for name, paths, column in (("A", paths_a, args.column), ("B", paths_b, column_b)):
         runs = f"mean of {len(paths)} runs: " if len(paths) > 1 else ""
         print(f"{name}: {runs}{', '.join(map(str, paths))} ({column})")
@@ -209,6 +217,8 @@ def _compare(args: argparse.Namespace) -> int:
               f"{row.difference.p:.4f} {marks}".rstrip())
     conditions = f"{len(order)} conditions" if len(order) > 1 else "one condition"
     print(f"*: the interval excludes 0; †: p also survives Holm's correction over the {conditions}")
+    if left_out:
+        print(f"left out (not in every table): {', '.join(left_out)}")
     if spread:
         print("each run's mean AUC:")
         for condition in order:
@@ -219,13 +229,18 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    parallel = _checked_score_options(args)
     from asdlib import inference  # torch: loaded only by the command that needs it
 
+    _check_device(args.device)
+    if args.threads is not None:
+        import torch
+        torch.set_num_threads(args.threads)
     rows = _rows_to_score(args)
     params = load_yaml(args.params) if args.params is not None else None
     card = read_model_card(args.model_dir)
     extraction = None
-    if card is not None and (card.input == "mse") != args.extract:
+    if card is not None and (card.input == "mse") != args.extract and "mse_snr_db" not in rows:
         print(f"note: {args.model_dir} was trained on {card.input} audio (its {MODEL_CARD_FILE}); "
               + ("without --extract these clips are scored as given, which is right only if they are "
                  "MSE output already (data/mse/manifest.csv)" if card.input == "mse" else
@@ -236,11 +251,15 @@ def _score(args: argparse.Namespace) -> int:
         raise UsageError("score: --snr-model and --snr-db only apply with --extract")
     detectors = (params.get("detectors") or {}) if params is not None else None
     name, detector = inference.load_detector(args.model_dir, detectors, args.device)
+    normals, note = inference.training_normals(args.model_dir, detector)
+    if note:
+        print(f"note: {note}")
     load = partial(inference.read_recording, resample=args.resample)
-    scores = inference.score_recordings(detector, rows, load, extraction, ParallelSettings(n_jobs=args.jobs))
+    scores = inference.score_recordings(detector, rows, load, extraction, parallel)
     table = inference.recording_table(rows, scores)
     quantile = _decision_quantile(args, params)
-    flags = inference.decisions(args.model_dir, table, quantile, getattr(detector.settings, "score", ""))
+    flags = inference.decisions(normals, table, quantile, getattr(detector.settings, "score", ""),
+                                args.model_dir / NORMAL_SCORES_FILE)
     if flags is not None:
         table = table.join(flags)
     write_scores(args.out, table)
@@ -249,28 +268,64 @@ def _score(args: argparse.Namespace) -> int:
         print(f"no decisions: {args.model_dir} has no {NORMAL_SCORES_FILE} (trained before thresholds were kept)")
     else:
         decided = flags["decision"].notna()
-        print(f"{int(flags['decision'].sum())} of {int(decided.sum())} clips flagged anomalous (threshold: the "
-              f"{quantile:g} quantile of a gamma fit to each machine ID's training normals' scores)")
+        if decided.any():
+            print(f"{int(flags['decision'].sum())} of {int(decided.sum())} clips flagged anomalous (threshold: "
+                  f"the {quantile:g} quantile of a gamma fit to each machine ID's training normals' scores)")
         if not decided.all():
             print(f"{int((~decided).sum())} clips without a decision: their machine ID had no training clips")
+    _print_auc(table, flags is not None)
+    return 0
+
+
+def _checked_score_options(args: argparse.Namespace) -> ParallelSettings:
+    """Refuse bad ``score`` option values before any model or audio is read; return the
+    settings of the --extract workers."""
+    if args.out.is_dir():
+        raise UsageError(f"score --out {args.out}: a folder; give the file name of the score table to write")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"score --threads {args.threads}: give 1 or more")
+    if args.snr_db is not None and not abs(args.snr_db) < float("inf"):
+        raise UsageError(f"score --snr-db {args.snr_db}: give a finite number of dB")
+    try:
+        return ParallelSettings(n_jobs=args.jobs)
+    except ValueError as exc:
+        raise UsageError(f"score --jobs {args.jobs}: {exc}") from exc
+
+
+def _check_device(spec: str) -> None:
+    """``--device`` must name a device this machine has (``cuda`` without CUDA is refused)."""
+    from asdlib.training import resolve_device
+
+    try:
+        resolve_device(spec)
+    except ValueError as exc:
+        raise UsageError(f"score --device {spec}: {exc}") from exc
+
+
+def _print_auc(table: pd.DataFrame, decided: bool) -> None:
+    """Mean AUC and pAUC (and F1 where every clip was decided) per condition of the labelled
+    clips outside the training split, over the machine IDs that have both labels."""
     labelled = table[(table["label"] != "unknown") & (table["split"] != "train")]
     if labelled.empty:
-        return 0
+        return
     if (table["split"] == "train").any():
         print("AUC and F1 below leave out the training clips (the model was fitted on them)")
-    if labelled.groupby(["condition", "machine_type", "machine_id"])["label"].nunique().lt(2).any():
-        print("no AUC: a machine ID lacks normal or anomalous clips")
-        return 0
+    keys = ["condition", "machine_type", "machine_id"]
+    complete = labelled.groupby(keys)["label"].transform("nunique").eq(2)
+    if not complete.all():
+        lacking = labelled.loc[~complete, keys].drop_duplicates()
+        print("AUC leaves out machine IDs without both normal and anomalous clips: "
+              + ", ".join(f"{t}/{i} ({c})" for c, t, i in lacking.itertuples(index=False)))
+        labelled = labelled[complete]
     for condition in condition_order(sorted(set(labelled["condition"]))):
         rows_of = labelled[labelled["condition"] == condition]
         overall = evaluate_scores(rows_of)["overall"]
         line = f"{condition}: mean AUC {overall['auc']:.3f}, pAUC {overall['pauc']:.3f}"
-        if flags is not None and rows_of["decision"].notna().all():
+        if decided and rows_of["decision"].notna().all():
             thresholds = {(str(r.machine_type), str(r.machine_id)): float(r.threshold)
                           for r in rows_of.itertuples()}
             line += f", F1 {decision_metrics(rows_of, 'score', thresholds)['overall']['f1']:.3f}"
         print(line + " over the machine types")
-    return 0
 
 
 def _extraction_settings(args: argparse.Namespace, params: Optional[dict],
@@ -323,20 +378,29 @@ def _rows_to_score(args: argparse.Namespace) -> pd.DataFrame:
             raise UsageError("score: give either --manifest or audio files with --machine-type/--machine-id "
                              "(and --channel)")
         rows = read_manifest(args.manifest)
+        if args.conditions and "condition" not in rows:
+            raise UsageError(f"{args.manifest}: no condition column (not a mixture manifest)")
+        for column, chosen in (("split", args.splits), ("condition", args.conditions)):
+            present = sorted(set(rows[column].astype(str))) if chosen else []
+            absent = [value for value in chosen or [] if value not in present]
+            if absent:
+                raise UsageError(f"{args.manifest}: no clips of {column} {', '.join(absent)} (it has "
+                                 f"{', '.join(present)})")
         if args.splits:
             rows = rows[rows["split"].isin(args.splits)]
         if args.conditions:
-            if "condition" not in rows:
-                raise UsageError(f"{args.manifest}: no condition column (not a mixture manifest)")
             rows = rows[rows["condition"].isin(args.conditions)]
         if rows.empty:
             raise UsageError(f"{args.manifest}: no clip of splits {args.splits or 'any'} and conditions "
                              f"{args.conditions or 'any'}")
+        _check_audio_paths(args.manifest, rows)
         return rows.reset_index(drop=True)
     if not args.audio:
         raise UsageError("score: give audio files or folders, or --manifest")
     if not args.machine_type or not args.machine_id:
         raise UsageError("score: audio files need --machine-type and --machine-id (the machine they are of)")
+    if args.splits or args.conditions:
+        raise UsageError("score: --splits and --conditions choose a manifest's clips; audio files are all scored")
     rows = recording_rows(args.audio, args.machine_type, args.machine_id, args.channel or 0)
     if args.channel is None:
         several = [path for path in rows["path"] if _channels(path) > 1]
@@ -344,6 +408,20 @@ def _rows_to_score(args: argparse.Namespace) -> pd.DataFrame:
             print(f"note: {len(several)} of {len(rows)} files have several channels (e.g. {several[0]}); "
                   "scoring channel 0, give --channel for another")
     return rows
+
+
+def _check_audio_paths(manifest: Path, rows: pd.DataFrame) -> None:
+    """Every shard (``store``) or audio file (``path``) the rows are read from must exist, so
+    that a manifest read from the wrong folder fails before any work, saying so."""
+    store = rows["store"] if "store" in rows else pd.Series(None, index=rows.index, dtype=object)
+    paths = store.where(store.notna(), rows["path"]).astype(str).unique()
+    missing = [path for path in paths if not Path(path).exists()]
+    if missing:
+        relative = "" if Path(missing[0]).is_absolute() else (
+            f" from {Path.cwd()}: relative paths are read from the folder asd runs in (run it where the "
+            "manifest was made, e.g. where the pipeline ran)")
+        raise UsageError(f"{manifest}: {len(missing)} of the files its clips are read from not found, "
+                         f"e.g. {missing[0]}{relative}")
 
 
 def _channels(path: str) -> int:
@@ -399,9 +477,13 @@ def _dry_run(args: argparse.Namespace, snr: list[str] | None) -> int:
     for e in entries:
         size = f"{e.size / 1e9:8.2f} GB" if e.size else "    size ?"
         print(f"{size}  {e.url}")
+    if not known:
+        print(f"{len(entries)} files, of unknown size (the archive list gives none)")
+        return 0
     print(f"{len(entries)} files, {known / 1e9:.2f} GB known"
           + (f" + {unknown} of unknown size" if unknown else "")
-          + f"; about {known / ESTIMATE_RATE / 60:.0f} min at {ESTIMATE_RATE / 1e6:.0f} MB/s")
+          + f"; about {known / ESTIMATE_RATE / 60:.0f} min at {ESTIMATE_RATE / 1e6:.0f} MB/s"
+          + (" for the known part" if unknown else ""))
     return 0
 
 
@@ -415,6 +497,8 @@ def _prepare(args: argparse.Namespace) -> int:
     })
     if not args.corpus_dir.is_dir():
         raise UsageError(f"{args.corpus_dir}: corpus folder not found")
+    if args.manifest_out.is_dir():
+        raise UsageError(f"prepare: {args.manifest_out} is a folder; give the file name of the manifest to write")
     if args.corpus == "noisex92":
         table = noisex92.prepare_noisex92(args.corpus_dir, args.out_dir or args.corpus_dir / "16k")
         with atomic_path(args.manifest_out) as tmp:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from asdlib.config import parse
 from asdlib.datasets import LoadFn, load_clip
-from asdlib.decisions import decide, fit_thresholds
+from asdlib.decisions import DecisionError, decide, fit_thresholds
 from asdlib.detectors.common import MODEL_FILE, Detector, DetectorError
 from asdlib.detectors.registry import DETECTORS
 from asdlib.manifest import read_clip
@@ -44,6 +44,7 @@ DETECTOR_OF_MODEL = {  # checkpoint model_class -> detector name
     "asdlib.models.stgram_mfn.STgramMFN": "stgram_mfn",
 }
 AUDIO_SUFFIXES = (".wav", ".flac")
+EMBEDDING_SCORER_OPTIONS = ("knn_k", "mahalanobis_shrinkage")  # change training normals' scores too
 
 
 def load_detector(model_dir: str | Path, detectors: Optional[Mapping[str, Any]] = None,
@@ -152,7 +153,8 @@ def read_recording(row: pd.Series, resample: bool = False) -> np.ndarray:
 def recording_rows(paths: Sequence[str | Path], machine_type: str, machine_id: str,
                    channel: int = 0) -> pd.DataFrame:
     """Rows of audio files of one machine (folders give every .wav / .flac under them,
-    sorted), to be read at ``channel``; the clip id is the file's path, the label
+    sorted, but for hidden ones: names starting with ``.``, as macOS's ``._`` copies and
+    ``.ipynb_checkpoints``), to be read at ``channel``; the clip id is the file's path, the label
     ``unknown``. A file named with another ``id_XX`` than ``machine_id`` is an error."""
     if channel < 0:
         raise ValueError(f"channel {channel}: channels are numbered from 0")
@@ -163,7 +165,8 @@ def recording_rows(paths: Sequence[str | Path], machine_type: str, machine_id: s
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not found:
                 raise ValueError(f"{path}: no {' or '.join(AUDIO_SUFFIXES)} files in this folder")
             files += found
@@ -193,22 +196,54 @@ def recording_table(rows: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     return score_table(filled[CLIP_COLUMNS], scores)
 
 
-def decisions(model_dir: str | Path, table: pd.DataFrame, quantile: float,
-              scorer: str = "") -> Optional[pd.DataFrame]:
+def training_normals(model_dir: str | Path, detector: Detector) -> tuple[Optional[pd.DataFrame], str]:
+    """The training normals' scores that decision thresholds are fitted to, and a note
+    (empty when there is nothing to say): the folder's :data:`NORMAL_SCORES_FILE` (None
+    for a folder without one), except for a detector scoring with embedding scorer
+    options (STgram-MFN's ``knn_k``, ``mahalanobis_shrinkage``) other than those on the
+    folder's model card, the ones that file was scored with: its Mahalanobis and kNN
+    columns are then recomputed from the training embeddings under the options in use
+    (also without a card, which leaves the file's options unknown)."""
+    model_dir = Path(model_dir)
+    path = model_dir / NORMAL_SCORES_FILE
+    if not path.is_file():
+        return None, ""
+    normals = read_scores(path)
+    recompute = getattr(detector, "embedding_training_scores", None)
+    if recompute is None:
+        return normals, ""
+    options = {name: getattr(detector.settings, name) for name in EMBEDDING_SCORER_OPTIONS}
+    card = read_model_card(model_dir)
+    trained = {name: card.settings.get(name) for name in options} if card is not None else None
+    if trained == options:
+        return normals, ""
+    recomputed = recompute()
+    said = (f"{model_dir / MODEL_CARD_FILE} has {trained}" if trained is not None
+            else f"{model_dir} has no {MODEL_CARD_FILE} to say which it was scored with")
+    return recomputed, (f"the training normals' Mahalanobis and kNN scores, to which thresholds are fitted, "
+                        f"recomputed from the model's training embeddings with {options} ({said})")
+
+
+def decisions(normals: Optional[pd.DataFrame], table: pd.DataFrame, quantile: float, scorer: str = "",
+              source: str | Path = NORMAL_SCORES_FILE) -> Optional[pd.DataFrame]:
     """Columns threshold and decision (1 = anomalous) for a score table's ``score``, by
     the evaluate stage's rule (:mod:`asdlib.decisions`) on the training normals' scores
-    in ``model_dir``; None for a folder without them. ``scorer`` names the score that
-    ``score`` repeats (STgram-MFN's ``score_<scorer>``, which ``--params`` may choose
-    otherwise than training did), so the threshold is fitted to that same score. A clip
-    of a machine ID absent in training (an autoencoder scores any ID of its type) gets
-    neither."""
-    path = Path(model_dir) / NORMAL_SCORES_FILE
-    if not path.is_file():
+    ``normals`` (:func:`training_normals`; None: no decisions). ``scorer`` names the score
+    that ``score`` repeats (STgram-MFN's ``score_<scorer>``, which ``--params`` may choose
+    otherwise than training did), so the threshold is fitted to that same score; only the
+    table's machine IDs get one. A clip of a machine ID absent in training (an
+    autoencoder scores any ID of its type) gets neither. Errors name ``source``."""
+    if normals is None:
         return None
     column = f"score_{scorer}" if scorer else "score"
-    thresholds = fit_thresholds(read_scores(path, required=[column]), column, quantile)
     keys = pd.Series(list(zip(table["machine_type"].astype(str), table["machine_id"].astype(str))),
                      index=table.index)
+    wanted = pd.Series(list(zip(normals["machine_type"].astype(str), normals["machine_id"].astype(str))),
+                       index=normals.index).isin(set(keys))
+    try:
+        thresholds = fit_thresholds(normals[wanted], column, quantile)
+    except DecisionError as exc:
+        raise DecisionError(f"{source}: {exc}") from exc
     known = keys.isin(list(thresholds))
     out = pd.DataFrame({"threshold": np.nan, "decision": pd.array([pd.NA] * len(table), dtype="Int64")},
                        index=table.index)

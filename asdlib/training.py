@@ -72,6 +72,11 @@ class TrainingDiverged(RuntimeError, ValueError):
     line like any bad input (:func:`stages.common.run`) without importing torch there."""
 
 
+class DeviceUnavailable(RuntimeError, ValueError):
+    """``cuda`` asked for where CUDA is not available: a setting wrong for this machine,
+    reported in one line like any bad input (a ``ValueError`` too, as above)."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint is unreadable or does not fit the model; the message names the file."""
 
@@ -122,6 +127,8 @@ class TrainSettings:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.cosine_start_epoch < 0:
             raise ValueError(f"cosine_start_epoch must be >= 0, got {self.cosine_start_epoch}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.num_threads < 0:
@@ -150,7 +157,7 @@ def resolve_device(spec: str) -> torch.device:
     if kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {spec!r} requested but CUDA is not available (use 'auto' or 'cpu')")
+        raise DeviceUnavailable(f"device {spec!r} requested but CUDA is not available (use 'auto' or 'cpu')")
     return torch.device(spec)
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from asdlib.audio import write_wav
 from asdlib.cli import main
 from asdlib.manifest import read_manifest
 from fake_corpora import (
@@ -133,7 +137,9 @@ def test_dry_run_lists_sizes_without_network(capsys, tmp_path):
                  "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "https://zenodo.org/record/3678171/files/dev_data_fan.zip" in out
-    assert "2 files, 2.05 GB known" in out
+    assert "2 files, 2.05 GB known; about 2 min at 20 MB/s" in out
+    assert main(["download", "mimii", str(tmp_path), "--types", "fan", "--snr", "6", "--dry-run"]) == 0
+    assert "1 files, of unknown size (the archive list gives none)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -158,6 +164,41 @@ def test_layout_error_lists_unexpected_files(tmp_path, capsys):
     assert main(["prepare", "folder", str(tmp_path / "c"), str(tmp_path / "m.csv")]) == 2
     err = capsys.readouterr().err
     assert "clip.mp3" in err and "without train clips" in err and not (tmp_path / "m.csv").exists()
+
+
+def _clips(root: Path, machine_type: str) -> None:
+    """One training and one test clip of ``machine_type`` under ``root``."""
+    for name in ("train/normal_id_00_00000000.wav", "test/anomaly_id_00_00000000.wav"):
+        (root / machine_type / name).parent.mkdir(parents=True, exist_ok=True)
+        write_wav(root / machine_type / name, np.zeros(160))
+
+
+def test_prepare_folder_reports_what_a_scan_would_skip(tmp_path, capsys):
+    flat, manifest = tmp_path / "flat", tmp_path / "m.csv"
+    for machine_type in ("pump", "valve"):
+        _clips(flat, machine_type)
+    for split in ("train", "test"):
+        (flat / "valve" / split).rename(flat / "valve" / split.title())
+    (flat / "notes.txt").write_text("hi")
+    (flat / "eval_data_list.csv").write_text("")  # the ground truth may sit there
+    assert main(["prepare", "folder", str(flat), str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert f"folders without train/ or test/ (names are case-sensitive) (1): {flat / 'valve'}" in err
+    assert err.endswith(f"unexpected entries (1): {flat / 'notes.txt'}\n") and not manifest.exists()
+
+    sectioned = tmp_path / "sectioned"
+    _clips(sectioned / "dev_data", "pump")
+    _clips(sectioned, "valve")
+    (sectioned / "archives").mkdir()  # a download's other entries
+    (sectioned / "checksums.lock.json").write_text("{}")
+    assert main(["prepare", "folder", str(sectioned), str(manifest)]) == 2
+    assert (f"machine type folders outside dev_data/ and eval_data/ (1): {sectioned / 'valve'}"
+            in capsys.readouterr().err)
+    shutil.rmtree(sectioned / "valve")
+    assert main(["prepare", "folder", str(sectioned), str(manifest)]) == 0
+    (tmp_path / "out").mkdir()
+    assert main(["prepare", "folder", str(sectioned), str(tmp_path / "out")]) == 2
+    assert f"prepare: {tmp_path / 'out'} is a folder" in capsys.readouterr().err
 
 
 def test_argparse_errors_exit_2():

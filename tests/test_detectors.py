@@ -244,6 +244,10 @@ def test_build_detector_parses_settings():
         build_detector("stgram_mfn", {"train": {"epoch": 3}})
     with pytest.raises(DetectorError, match="unknown detector"):
         build_detector("svm")
+    if not torch.cuda.is_available():  # a setting wrong for this machine, named like a wrong key
+        with pytest.raises(DetectorError, match=r"params.yaml: detectors.dense_ae: train.device: device 'cuda' "
+                                                r"requested but CUDA is not available"):
+            build_detector("dense_ae", {"train": {"device": "cuda"}}, "params.yaml: detectors.dense_ae")
     with pytest.raises(ValueError, match="must equal logmel.n_mels"):
         STgramMFNDetectorSettings(model=STgramMFNSettings(n_mels=64))
 

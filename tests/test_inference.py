@@ -3,6 +3,8 @@ score WAV files and manifests as the detector itself does, with MSE first when a
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from asdlib.inference import (Extraction, load_detector, read_recording, recordi
 from asdlib.manifest import write_manifest
 from asdlib.decisions import decide, fit_thresholds
 from asdlib.extraction import MseInput, MseRecord
-from asdlib.metrics import CLIP_COLUMNS, NORMAL_SCORES_FILE, read_scores, write_scores
+from asdlib.metrics import CLIP_COLUMNS, NORMAL_SCORES_FILE, evaluate_scores, read_scores, write_scores
 from asdlib.model_card import MODEL_CARD_FILE, ModelCard, read_model_card, write_model_card
 from asdlib.models.conformer_ae import ConformerAE, ConformerAESettings
 from asdlib.models.snr_blstm import SnrBlstmSettings
@@ -158,7 +160,10 @@ def test_manifest_with_labels_reports_auc_and_params_give_the_scorer_options(cor
     write_manifest(corpus[~((corpus["machine_type"] == "pump") & (corpus["label"] == "anomaly"))], normals)
     assert main(["score", str(tmp_path / "stgram"), "--manifest", str(normals), "--splits", "test",
                  "--out", str(tmp_path / "normals_scores.csv")]) == 0
-    assert "no AUC: a machine ID lacks normal or anomalous clips" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "AUC leaves out machine IDs without both normal and anomalous clips: pump/id_00 (clean)" in printed
+    fan = read_scores(tmp_path / "normals_scores.csv").query("machine_type == 'fan'")
+    assert f"clean: mean AUC {evaluate_scores(fan)['overall']['auc']:.3f}," in printed
 
     # without params the model file's settings: front end and model, default scorer options (k 1, not 3)
     _, restored = load_detector(tmp_path / "stgram")
@@ -280,6 +285,10 @@ def test_model_card_gives_scorer_options_and_how_the_input_was_made(corpus, tmp_
     assert "mse.settings differ from those the model's input was extracted with" in capsys.readouterr().out
     assert main(base) == 0
     assert "was trained on mse audio" in capsys.readouterr().out
+    extracted = tmp_path / "extracted.csv"  # a manifest of MSE output (the mse stage's) needs no note
+    write_manifest(corpus.assign(mse_snr_db=3.0), extracted)
+    assert main(["score", str(model_dir), "--manifest", str(extracted), "--splits", "test", "--out", str(out)]) == 0
+    assert "note:" not in capsys.readouterr().out
 
     estimator = SnrEstimator(SnrEstimatorSettings(logmel=LogMelSettings(n_mels=16),
                                                   model=SnrBlstmSettings(n_mels=16, hidden=8)))
@@ -369,3 +378,78 @@ def test_extract_on_a_raw_model_says_what_to_give(corpus, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "trained on raw audio, so its model card names no MSE settings; give --params" in captured.err
     assert "never saw in training" in captured.out
+
+
+def test_other_scorer_options_get_thresholds_of_their_own_training_scores(corpus, tmp_path, capsys):
+    train = _split(corpus, "train")
+    settings = replace(_stgram_settings(), score="knn")  # knn_k 3
+    model_dir, manifest = tmp_path / "stgram", tmp_path / "manifest.csv"
+    detector = STgramMFNDetector(settings)
+    detector.fit(train, read_recording, model_dir)
+    write_scores(model_dir / NORMAL_SCORES_FILE, recording_table(train, detector.training_scores()))
+    write_model_card(model_dir, ModelCard("stgram_mfn", "raw", "clean", to_dict(settings)))
+    write_manifest(corpus, manifest)
+
+    def thresholds(knn_k: int) -> tuple[dict, str]:
+        params, out = tmp_path / f"k{knn_k}.yaml", tmp_path / f"k{knn_k}.csv"
+        params.write_text(yaml.safe_dump({"detectors": {"stgram_mfn": to_dict(replace(settings, knn_k=knn_k))}}))
+        assert main(["score", str(model_dir), "--manifest", str(manifest), "--splits", "test",
+                     "--params", str(params), "--out", str(out)]) == 0
+        table = read_scores(out)
+        return table.groupby(["machine_type", "machine_id"])["threshold"].first().to_dict(), capsys.readouterr().out
+
+    kept, printed = thresholds(3)  # the card's options: the folder's training scores
+    assert "recomputed" not in printed
+    assert kept == pytest.approx(fit_thresholds(read_scores(model_dir / NORMAL_SCORES_FILE), "score_knn", 0.9))
+    nearest, printed = thresholds(1)
+    assert "recomputed from the model's training embeddings with {'knn_k': 1, 'mahalanobis_shrinkage': None}" in printed
+    _, restored = load_detector(model_dir, {"stgram_mfn": to_dict(replace(settings, knn_k=1))})
+    assert nearest == pytest.approx(fit_thresholds(restored.embedding_training_scores(), "score_knn", 0.9))
+    assert all(nearest[key] < kept[key] for key in kept)  # the nearest neighbour is nearer than the third
+    (model_dir / MODEL_CARD_FILE).unlink()  # options unknown: recomputed, as fit computed them
+    again, printed = thresholds(3)
+    assert "has no model_card.json to say which it was scored with" in printed
+    assert again == pytest.approx(kept)
+
+
+def test_folders_skip_hidden_files(corpus, tmp_path):
+    fan0 = corpus.query("split == 'test' and machine_type == 'fan' and machine_id == 'id_00'")["path"]
+    folder = tmp_path / "recordings"
+    (folder / ".ipynb_checkpoints").mkdir(parents=True)
+    for path in fan0:
+        shutil.copy(path, folder)
+    shutil.copy(fan0.iloc[0], folder / ".ipynb_checkpoints")
+    (folder / "._copy.wav").write_bytes(b"\x00\x05\x16\x07")  # macOS metadata, not audio
+    rows = recording_rows([folder], "fan", "id_00")
+    assert rows["path"].tolist() == sorted(str(folder / Path(path).name) for path in fan0)
+
+
+def test_bad_options_are_refused_before_any_work(corpus, tmp_path, capsys, monkeypatch):
+    _, model_dir = _dense(tmp_path, _split(corpus, "train"))
+    manifest, out = tmp_path / "manifest.csv", tmp_path / "scores.csv"
+    write_manifest(corpus, manifest)
+    clip = [corpus["path"].iloc[0], "--machine-type", "fan", "--machine-id", "id_00"]
+
+    def fails(*argv: str, to: Path = out) -> str:
+        assert main(["score", str(model_dir), *argv, "--out", str(to)]) == 2
+        assert not out.exists()
+        return capsys.readouterr().err
+
+    assert f"{manifest}: no clips of split tset (it has test, train)" in fails(
+        "--manifest", str(manifest), "--splits", "test", "tset")
+    assert "--splits and --conditions choose a manifest's clips" in fails(*clip, "--splits", "test")
+    assert "score --threads 0: give 1 or more" in fails(*clip, "--threads", "0")
+    assert "score --snr-db nan: give a finite number of dB" in fails(*clip, "--extract", "--snr-db", "nan")
+    assert "score --jobs 0: n_jobs must be" in fails(*clip, "--jobs", "0")
+    assert "score --device gpu:" in fails(*clip, "--device", "gpu")
+    if not torch.cuda.is_available():
+        assert "score --device cuda: device 'cuda' requested but CUDA is not available" in fails(
+            *clip, "--device", "cuda")
+    (tmp_path / "elsewhere").mkdir()
+    assert f"score --out {tmp_path / 'elsewhere'}: a folder" in fails(*clip, to=tmp_path / "elsewhere")
+    relative = tmp_path / "relative.csv"
+    write_manifest(corpus.assign(path=[os.path.relpath(p, tmp_path) for p in corpus["path"]]), relative)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert "relative paths are read from the folder asd runs in" in fails("--manifest", str(relative))
+    monkeypatch.chdir(tmp_path)
+    assert main(["score", str(model_dir), "--manifest", str(relative), "--out", str(out)]) == 0

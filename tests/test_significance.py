@@ -300,6 +300,9 @@ def test_asd_compare_prints_each_condition_and_marks_a_clear_difference(tmp_path
     assert rows["clean"].endswith(" *†")  # a good scorer against a random one
     assert float(rows["clean"].split()[-2]) < 0.01  # its p-value
     assert out[-1] == "*: the interval excludes 0; †: p also survives Holm's correction over the 2 conditions"
+    chance.query("condition == 'clean'").to_csv(tmp_path / "clean.csv", index=False)
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "clean.csv"), "--resamples", "100"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "left out (not in every table): -6dB"
     auc_a = float(rows["clean"].split()[1])
     assert auc_a == pytest.approx(evaluate_scores(raw.query("condition == 'clean'"))["overall"]["auc"], abs=1e-3)
 

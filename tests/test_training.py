@@ -219,6 +219,9 @@ def test_settings_validation_and_device():
         TrainSettings(device="gpu")
     with pytest.raises(ValueError, match="val_fraction"):
         TrainSettings(val_fraction=1.0)
+    for seed in (-1, 2**32):  # torch and numpy refuse them only when training starts
+        with pytest.raises(ValueError, match=rf"seed must be in \[0, 2\*\*32\), got {seed}"):
+            TrainSettings(seed=seed)
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -9,9 +9,13 @@ Accepted layouts (``<Type>`` is a machine type folder such as ``fan`` or ``ToyCa
 
 or a root that directly holds ``<Type>/train`` and ``<Type>/test`` (a "flat" root,
 e.g. one extracted archive or a user's own recordings): there, test files named
-``{normal,anomaly}_id_..`` go to split test and files named ``id_..`` to split eval.
+``{normal,anomaly}_id_..`` go to split test and files named ``id_..`` to split eval,
+and any other entry but the ground truth ``eval_data_list.csv`` is an error.
 At least one of ``dev_data``/``eval_data`` makes the root a sectioned one; other
-entries at its top level (archives, markers) are then ignored.
+files at its top level (archives, markers) are then ignored, but not folders holding
+``train/`` or ``test/`` (machine types outside the sections). In either, a folder
+where a machine type is expected that holds neither ``train/`` nor ``test/`` (say
+``Train/``: names are case-sensitive) is an error.
 
 Evaluation test clips are labelled ``unknown`` unless ``ground_truth`` maps
 ``"<Type>/<file name>"`` (e.g. ``"fan/id_01_00000000.wav"``) to ``normal`` or
@@ -38,6 +42,7 @@ import pandas as pd
 from asdlib.manifest import from_rows
 
 SECTIONS = (("dev", "dev_data"), ("eval", "eval_data"))
+GROUND_TRUTH_FILE = "eval_data_list.csv"  # may sit at a flat root
 MAX_EXAMPLES = 5
 
 _TRAIN_NAME = re.compile(r"normal_(id_\d+)_\d+\.wav")
@@ -72,6 +77,7 @@ def scan_dcase_layout(
     if flat:
         sections = [("dev", root)]
     problems = LayoutProblems(root)
+    _check_top_level(root, [d for _, d in sections], flat, problems)
     found_types = sorted({t for _, d in sections for t in _type_folders(d)})
     wanted = list(dict.fromkeys(machine_types)) if machine_types is not None else found_types
     if machine_types is not None:
@@ -100,6 +106,28 @@ def scan_dcase_layout(
     for row in rows:
         del row["_gt_key"]
     return from_rows(rows, source=str(root))
+
+
+def _check_top_level(root: Path, section_dirs: list[Path], flat: bool, problems: "LayoutProblems") -> None:
+    """Report what a scan would otherwise skip without a word: folders of a section (or a
+    flat root) that hold neither train/ nor test/, machine type folders beside dev_data/
+    and eval_data/, and at a flat root any other file but the ground truth."""
+    for section_dir in section_dirs:
+        types = set(_type_folders(section_dir))
+        problems.add("folders without train/ or test/ (names are case-sensitive)",
+                     [e.path for e in _visible(section_dir) if e.is_dir() and e.name not in types])
+    if flat:
+        problems.add("unexpected entries",
+                     [e.path for e in _visible(root) if not e.is_dir() and e.name != GROUND_TRUTH_FILE])
+    else:
+        sections = {d.name for d in section_dirs}
+        problems.add("machine type folders outside dev_data/ and eval_data/",
+                     [str(root / t) for t in _type_folders(root) if t not in sections])
+
+
+def _visible(folder: Path) -> list[os.DirEntry]:
+    """Entries of ``folder`` whose names do not start with ``.``, sorted by name."""
+    return sorted((e for e in os.scandir(folder) if not e.name.startswith(".")), key=lambda e: e.name)
 
 
 def _type_folders(section_dir: Path) -> list[str]:

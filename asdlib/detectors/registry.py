@@ -9,6 +9,7 @@ from asdlib.detectors.common import Detector, DetectorError
 from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetectorSettings
 from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
 from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSettings
+from asdlib.training import DeviceUnavailable
 
 
 DETECTORS: dict[str, tuple[type, type]] = {
@@ -27,4 +28,8 @@ def build_detector(name: str, settings: Mapping[str, Any] | None = None, where: 
     if name not in DETECTORS:
         raise DetectorError(f"{where or 'detector'}: unknown detector {name!r} (known: {', '.join(DETECTORS)})")
     settings_cls, detector_cls = DETECTORS[name]
-    return detector_cls(parse(settings_cls, settings, where or name), **options)
+    parsed = parse(settings_cls, settings, where or name)
+    try:
+        return detector_cls(parsed, **options)
+    except DeviceUnavailable as exc:
+        raise DetectorError(f"{where or name}: train.device: {exc}") from exc

@@ -142,6 +142,7 @@ class STgramMFNDetector:
         self._mahalanobis = self._new_mahalanobis()
         self._knn = self._new_knn()
         self._training_scores: list[pd.DataFrame] = []
+        self._embeddings: tuple[np.ndarray, list[str]] = (np.empty((0, 0), np.float32), [])
 
     def fit(self, train_rows: pd.DataFrame, load: LoadFn, run_dir: str | Path) -> FitResult:
         """Train (or resume) in ``run_dir``, then fit the embedding scorers on all training normals."""
@@ -190,6 +191,20 @@ class STgramMFNDetector:
         as the trained network gives them, the embedding scores each by scorers fitted to
         the other clips of its class in 5 folds (:func:`asdlib.scoring.cross_fitted_scores`)."""
         return training_scores_of(self._training_scores, self.name)
+
+    def embedding_training_scores(self) -> pd.DataFrame:
+        """Columns machine_type, machine_id, score_mahalanobis and score_knn of the training
+        normals, cross-fitted as :meth:`fit` does but with *these* settings' scorer options
+        (``knn_k``, ``mahalanobis_shrinkage``), from the embeddings the model file keeps: the
+        data for thresholds when a restored model is scored with other options than it was
+        trained with, whose training scores no longer match its test scores."""
+        embeddings, classes = self._embeddings
+        if not classes:
+            raise DetectorError(f"{self.name}: not trained (call fit or restore first)")
+        machine = [c.split("/", 1) for c in classes]
+        return pd.DataFrame({"machine_type": [t for t, _ in machine], "machine_id": [i for _, i in machine],
+                             "score_mahalanobis": cross_fitted_scores(self._new_mahalanobis, embeddings, classes),
+                             "score_knn": cross_fitted_scores(self._new_knn, embeddings, classes)})
 
     def restore(self, run_dir: str | Path) -> None:
         """Load the model and training embeddings written by :meth:`fit`."""
@@ -244,5 +259,6 @@ class STgramMFNDetector:
         return KNNScorer(self.settings.knn_k)
 
     def _fit_scorers(self, embeddings: np.ndarray, classes: list[str]) -> None:
+        self._embeddings = (embeddings, classes)
         self._mahalanobis.fit(embeddings, classes)
         self._knn.fit(embeddings, classes)
