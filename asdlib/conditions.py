@@ -11,13 +11,17 @@ _CONDITION = re.compile(r"(-?\d+(?:\.\d+)?)dB")
 
 
 def parse_condition(condition: str) -> float | None:
-    """SNR in dB of a condition name ('-6dB' -> -6.0), None for 'clean'."""
+    """SNR in dB of a condition name ('-6dB' -> -6.0), None for 'clean'. Each SNR has one
+    name (``6dB``, not ``6.0dB`` or ``06dB``), so that a list cannot hold one SNR twice."""
     if condition == "clean":
         return None
     match = _CONDITION.fullmatch(condition)
     if not match:
         raise ValueError(f"condition {condition!r} must be 'clean' or like '-6dB'")
-    return float(match.group(1))
+    snr = float(match.group(1)) + 0.0  # -0.0 -> 0.0
+    if condition != f"{snr:g}dB":
+        raise ValueError(f"condition {condition!r}: write it {snr:g}dB")
+    return snr
 
 
 def condition_order(conditions: Iterable[str]) -> list[str]:

@@ -41,7 +41,7 @@ def parse(cls: type[T], data: Mapping[str, Any] | None, where: str = "", base: T
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # str: a mapping built in code may mix key types
     if unknown:
         raise ConfigError(
             f"{_key(where, unknown[0])}: unknown key (allowed: {', '.join(sorted(fields))})"
@@ -83,7 +83,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, naming the file on any error.
 
     YAML 1.2, as DVC reads params.yaml: ``1e-3`` is a number and ``yes`` a string (YAML 1.1
-    readers such as PyYAML say the opposite), and a key given twice is an error.
+    readers such as PyYAML say the opposite), and a key given twice is an error. Every key
+    must be a string (``1: a`` is an error naming its place), as settings are named.
     """
     path = Path(path)
     try:
@@ -91,6 +92,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
             data = YAML(typ="safe", pure=True).load(fh)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc})") from exc
     except YAMLError as exc:
         detail = str(exc).split("\n\nTo suppress")[0]  # ruamel's hint to turn its check off
         raise ConfigError(f"{path}: not valid YAML: {detail}") from exc
@@ -98,7 +101,22 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    _check_keys(data, str(path), "")
     return data
+
+
+def _check_keys(data: Any, source: str, where: str) -> None:
+    """Raise naming ``source`` and the key's place when a mapping in ``data`` has a key that is
+    not a string (YAML reads ``1:`` as an integer key; settings names are strings)."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{source}: {_key(where, str(key))}: keys must be strings, got "
+                                  f"{type(key).__name__} {key!r} (quote it)")
+            _check_keys(value, source, _key(where, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            _check_keys(value, source, f"{where}[{i}]")
 
 
 def to_dict(obj: Any) -> Any:

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 
 _UMASK = os.umask(0)
@@ -49,6 +49,37 @@ def replace_dir(finished: str | os.PathLike, target: str | os.PathLike) -> None:
         target.rename(aside)
     finished.rename(target)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextmanager
+def staging_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder at ``path`` to build several outputs in before :func:`publish`
+    puts them in place (a leftover of a killed run is removed first). The folder is removed
+    when the block ends, so a failure leaves no trace and every old output as it was."""
+    path = Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def publish(staged: str | os.PathLike, target: str | os.PathLike, names: Sequence[str]) -> None:
+    """Move each of ``names`` (paths relative to both folders) from ``staged``, where every one
+    is finished, into ``target`` (same file system): a file renamed over the old one, a folder
+    put in place whole by :func:`replace_dir`, so that files the new folder lacks are gone.
+    All are checked present before the first move, so none is replaced unless all can be."""
+    staged, target = Path(staged), Path(target)
+    missing = [name for name in names if not (staged / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{staged}: outputs {missing} were not built")
+    for name in names:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        if (staged / name).is_dir():
+            replace_dir(staged / name, target / name)
+        else:
+            os.replace(staged / name, target / name)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

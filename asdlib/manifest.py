@@ -20,6 +20,13 @@ from asdlib.fileio import atomic_path
 BASE_COLUMNS = ["clip_id", "path", "dataset", "machine_type", "machine_id", "split", "label", "channel"]
 SPLITS = ("train", "test", "eval")
 LABELS = ("normal", "anomaly", "unknown")
+MIX_COLUMNS = ["source_clip_id", "condition", "snr_target_db", "snr_db", "noise_type", "noise_offset", "store", "key"]
+# Only mixtures (and the MSE output made from them) carry these; a corpus recorded noisy
+# (MIMII) has ``condition`` and ``snr_db`` too, so those two do not make a manifest a mixture one.
+MIX_ONLY_COLUMNS = [c for c in MIX_COLUMNS if c not in ("condition", "snr_db")]
+# Columns no row may leave empty (``channel`` has its own check); ``noise_type`` and the SNRs
+# are empty for clean mixtures.
+FILLED_COLUMNS = [c for c in BASE_COLUMNS if c != "channel"] + ["source_clip_id", "condition", "store", "key"]
 STRING_COLUMNS = ["clip_id", "path", "dataset", "machine_type", "machine_id", "split", "label",
                   "condition", "noise_type", "store", "key", "source_clip_id", "ytid"]
 
@@ -39,14 +46,25 @@ def from_rows(rows: Iterable[Mapping], source: str = "manifest") -> pd.DataFrame
 def validate(df: pd.DataFrame, source: str = "manifest") -> pd.DataFrame:
     """Check columns and values; return ``df`` with normalised dtypes.
 
-    Every clip needs a non-empty ``path`` and a whole, non-negative ``channel``; errors name
+    A manifest with any column only mixtures have needs all of :data:`MIX_COLUMNS` (the
+    stages reading mixtures use them). Every clip needs a value in each of
+    :data:`FILLED_COLUMNS` it has and a whole, non-negative ``channel``; errors name
     ``source`` and the first offending rows (counted from 1 after the header).
     """
     missing = [c for c in BASE_COLUMNS if c not in df.columns]
     if missing:
         raise ManifestError(f"{source}: missing columns {missing}")
+    mix_only = [c for c in MIX_ONLY_COLUMNS if c in df.columns]
+    missing = [c for c in MIX_COLUMNS if c not in df.columns]
+    if mix_only and missing:
+        raise ManifestError(f"{source}: missing mixture columns {missing} (it has the mixture column "
+                            f"{mix_only[0]!r}; run the stage that writes it)")
     if df.empty:
         raise ManifestError(f"{source}: no clips")
+    for column in (c for c in FILLED_COLUMNS if c in df.columns):
+        empty = df[column].isna() | (df[column].astype(str).str.strip() == "")
+        if empty.any():
+            raise ManifestError(f"{source}: empty {column} in {_rows(df, empty)}")
     dup = df["clip_id"][df["clip_id"].duplicated()]
     if len(dup):
         raise ManifestError(f"{source}: duplicate clip_id {list(dup[:3])}")
@@ -59,9 +77,6 @@ def validate(df: pd.DataFrame, source: str = "manifest") -> pd.DataFrame:
         raise ManifestError(f"{source}: machine_id must look like id_00, got {sorted(set(bad_ids))[:3]}")
     if df["clip_id"].astype(str).str.contains("/").any():
         raise ManifestError(f"{source}: clip_id must not contain '/'")
-    no_path = df["path"].isna() | (df["path"].astype(str).str.strip() == "")
-    if no_path.any():
-        raise ManifestError(f"{source}: empty path in {_rows(df, no_path)}")
     channel = pd.to_numeric(df["channel"], errors="coerce")
     bad_channel = channel.isna() | (channel % 1 != 0) | (channel < 0)
     if bad_channel.any():
@@ -76,8 +91,13 @@ def validate(df: pd.DataFrame, source: str = "manifest") -> pd.DataFrame:
 def _rows(df: pd.DataFrame, mask: pd.Series) -> str:
     """The first rows where ``mask`` holds, as 'row N (clip_id ...)', for error messages."""
     positions = [i for i, flagged in enumerate(mask) if flagged]
-    shown = ", ".join(f"row {i + 1} (clip_id {df['clip_id'].iloc[i]!r})" for i in positions[:3])
+    shown = ", ".join(f"row {i + 1} ({_clip_label(df['clip_id'].iloc[i])})" for i in positions[:3])
     return shown + (f" and {len(positions) - 3} more" if len(positions) > 3 else "")
+
+
+def _clip_label(clip_id: object) -> str:
+    """'clip_id 'x'' for a row's id, 'no clip_id' where the cell is empty."""
+    return "no clip_id" if pd.isna(clip_id) or str(clip_id).strip() == "" else f"clip_id {clip_id!r}"
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:

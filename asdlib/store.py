@@ -202,10 +202,15 @@ class ShardReader:
         return key in self._file
 
     def read(self, key: str) -> np.ndarray:
-        """The clip stored under ``key``."""
+        """The clip stored under ``key``; a clip whose bytes cannot be decoded (a damaged
+        chunk fails its gzip filter) is a :class:`StoreError` naming the shard and the clip."""
         if key not in self._file:
             raise StoreError(f"{self.path}: no clip {key!r}")
-        return self._file[key][()]
+        try:
+            return self._file[key][()]
+        except OSError as exc:
+            raise StoreError(f"{self.path}: clip {key!r} is corrupt, its data cannot be read ({exc}); "
+                             "delete the shard and run the stage that writes it") from exc
 
     def attrs(self, key: str) -> dict[str, Any]:
         """Provenance attributes of ``key`` as plain Python values."""

@@ -11,6 +11,7 @@ from asdlib.config import ConfigError, load_yaml
 from asdlib.detectors.registry import DETECTORS, build_detector
 from asdlib.extraction import MseInput
 from asdlib.fileio import write_text
+from asdlib.manifest import SPLITS
 from asdlib.mixing import MixSettings
 from asdlib.noise_bank import NoiseBankSettings
 from asdlib.parallel import ParallelSettings
@@ -44,6 +45,7 @@ def main() -> None:
     corpus = corpus_params()
     sections = {name: params_section(name, cls) for name, cls in SECTIONS.items()}
     _check_trained_conditions(sections["train"].conditions, corpus, sections["mix"].conditions)
+    _check_splits(sections["train"].score_splits, sections["mix"].splits)
     for name in DETECTORS:
         build_detector(name, detector_section(name), f"{PARAMS_FILE}: detectors.{name}")
     unknown = sorted(set(params.get("detectors") or {}) - set(DETECTORS))
@@ -59,6 +61,18 @@ def _check_trained_conditions(trained: list[str], corpus: CorpusParams, mixed: l
     absent = [c for c in trained if c not in made]
     if absent:
         raise ConfigError(f"{PARAMS_FILE}: train.conditions: {absent} not in {key} {list(made)}")
+
+
+def _check_splits(scored: list[str], mixed: list[str]) -> None:
+    """Each of mix.splits must be a manifest split (a typo would mix nothing of it, silently)
+    and each of train.score_splits a mixed one (else training ends with nothing to score).
+    MIMII too: mix stores its recorded clips of mix.splits alone."""
+    unknown = [s for s in mixed if s not in SPLITS]
+    if unknown:
+        raise ConfigError(f"{PARAMS_FILE}: mix.splits: {unknown} not a manifest split ({', '.join(SPLITS)})")
+    absent = [s for s in scored if s not in mixed]
+    if absent:
+        raise ConfigError(f"{PARAMS_FILE}: train.score_splits: {absent} not in mix.splits {mixed}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from asdlib.parallel import ParallelSettings
 
 from stages.common import DATA, params_section, run
 from stages.corpus_download import download
-from stages.corpus_params import corpus_params
+from stages.corpus_params import CorpusParams, corpus_params
 
 OUT = DATA / "corpus"
 
@@ -27,17 +27,25 @@ def main() -> None:
     tmp = OUT.with_name(".corpus.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        root = provide(cfg, parallel, tmp)
+        write_json(tmp / "corpus.json", {"source": cfg.source, "root": str(root)})
+        replace_dir(tmp, OUT)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after a failure: no half-built folder left behind
+
+
+def provide(cfg: CorpusParams, parallel: ParallelSettings, tmp: Path) -> Path:
+    """Make the corpus available (the synthetic one generated into ``tmp``); return its root."""
     if cfg.source == "synthetic":
         generate_synthetic(tmp, cfg.synthetic_settings(), n_jobs=parallel.workers())
-        root = OUT
-    elif cfg.source == "folder":
+        return OUT
+    if cfg.source == "folder":
         root = Path(cfg.folder).resolve()
         if not root.is_dir():
             raise FileNotFoundError(f"params.yaml: corpus.folder: {root} is not a folder")
-    else:
-        root = download(cfg)
-    write_json(tmp / "corpus.json", {"source": cfg.source, "root": str(root)})
-    replace_dir(tmp, OUT)
+        return root
+    return download(cfg)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ class CorpusParams:
             raise ValueError(f"channel must be >= 0, got {self.channel}")
         if self.clip_seconds < 0:
             raise ValueError(f"clip_seconds must be >= 0 (0: the corpus's own length), got {self.clip_seconds}")
+        twice = sorted({level for level in self.mimii_levels if self.mimii_levels.count(level) > 1})
+        if twice:
+            raise ValueError(f"mimii_levels: {twice} listed twice")
 
     def synthetic_settings(self) -> SyntheticSettings:
         """The generator settings, with the machine types of this section."""

@@ -114,20 +114,16 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
     if absent:
         raise ValueError(f"{PARAMS_FILE}: train.conditions: {absent} not in {INPUTS[input_name]} "
                          f"(it has {sorted(set(manifest['condition']))})")
+    clips = {c: _condition_clips(manifest, c, cfg.score_splits, INPUTS[input_name]) for c in cfg.conditions}
     models_out = DATA / "models" / model / input_name
     models_tmp = models_out.with_name(f".{input_name}.tmp")  # replaces models_out once complete
     shutil.rmtree(models_tmp, ignore_errors=True)
     workers = min(len(cfg.conditions), ParallelSettings(n_jobs=cfg.workers).workers())
     threads = settings.train.num_threads or max(1, usable_cores() // workers)
     work_root = _work_root(model, input_name, manifest, detector_params, pretrained, threads)
-    jobs = []
-    for condition in cfg.conditions:
-        rows = manifest[manifest["condition"] == condition]
-        jobs.append(ConditionJob(
-            label=f"{model}/{input_name}/{condition}", detector_cls=detector_cls, settings=settings,
-            options=options, train=rows[(rows["split"] == "train") & (rows["label"] == "normal")],
-            test=rows[rows["split"].isin(cfg.score_splits)], work=work_root / condition,
-            threads=threads))
+    jobs = [ConditionJob(label=f"{model}/{input_name}/{condition}", detector_cls=detector_cls, settings=settings,
+                         options=options, train=train, test=test, work=work_root / condition, threads=threads)
+            for condition, (train, test) in clips.items()]
     print(f"{model}/{input_name}: {len(jobs)} conditions, {workers} at a time, "
           f"{threads} thread{'s' if threads > 1 else ''} each")
     results = train_conditions(jobs, workers, desc=f"{model}/{input_name}")
@@ -142,6 +138,21 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
     write_scores(DATA / "scores" / model / f"{input_name}.csv", pd.concat([r.test for r in results]))
     with atomic_path(METRICS / "training" / f"{model}.{input_name}.csv") as tmp:
         pd.concat(histories).to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+
+
+def _condition_clips(manifest: pd.DataFrame, condition: str, score_splits: list[str],
+                     path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The normal training clips and the clips to score (of ``score_splits``) of one condition
+    of the manifest at ``path``; either empty is an error before any training (not a failure
+    after every other condition was trained)."""
+    rows = manifest[manifest["condition"] == condition]
+    train = rows[(rows["split"] == "train") & (rows["label"] == "normal")]
+    test = rows[rows["split"].isin(score_splits)]
+    if train.empty:
+        raise ValueError(f"{path}: condition {condition}: no normal clips of split train to train on")
+    if test.empty:
+        raise ValueError(f"{path}: condition {condition}: no clips of train.score_splits {score_splits} to score")
+    return train, test
 
 
 @dataclass(frozen=True)

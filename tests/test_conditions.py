@@ -16,6 +16,9 @@ def test_parse_condition():
     for bad in ("6 dB", "6db", "6", "Clean", "noisy"):
         with pytest.raises(ValueError, match=repr(bad)):
             parse_condition(bad)
+    for other, name in (("6.0dB", "6dB"), ("06dB", "6dB"), ("-0dB", "0dB"), ("2.50dB", "2.5dB")):
+        with pytest.raises(ValueError, match=f"condition '{other}': write it {name}$"):  # one name per SNR
+            parse_condition(other)
 
 
 def test_order_and_positions():

@@ -1,3 +1,4 @@
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
@@ -72,6 +73,31 @@ def test_load_yaml_errors(tmp_path):
     twice.write_text("a: 1\na: 2\n")
     with pytest.raises(ConfigError, match=r"(?s)twice.yaml: not valid YAML.*duplicate key \"a\"(?!.*suppress)"):
         load_yaml(twice)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1: a\nfoo: b\n", "1: keys must be strings, got int 1"),
+    ("mix:\n  foo: b\n  1: a\n", "mix.1: keys must be strings, got int 1"),
+    ("mix:\n  conditions:\n    - {null: 3}\n", "mix.conditions[0].None: keys must be strings, got NoneType None"),
+    ("a:\n  true: 3\n", "a.True: keys must be strings, got bool True"),
+])
+def test_load_yaml_rejects_keys_that_are_not_strings(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(f'{path}: {message}')} \(quote it\)$"):
+        load_yaml(path)
+
+
+def test_load_yaml_names_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"\xff\xfemix: {}\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(.*byte 0xff in position 0"):
+        load_yaml(path)
+
+
+def test_unknown_keys_of_mixed_types_are_reported_not_sorted_into_a_type_error():
+    with pytest.raises(ConfigError, match=r"params.yaml: s.1: unknown key \(allowed: "):
+        parse(Outer, {1: "a", "zz": "b"}, "params.yaml: s")
 
 
 def test_load_yaml_reads_yaml_1_2_as_dvc_does(tmp_path):

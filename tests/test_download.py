@@ -309,6 +309,38 @@ def test_bad_checksum_argument_is_rejected(tmp_path):
         download_file("http://127.0.0.1:9/x", tmp_path / "x", md5="xyz", settings=FAST)
 
 
+def test_a_refused_connection_is_an_os_error_a_stage_prints_in_one_line(tmp_path, monkeypatch, capsys):
+    from stages import common
+
+    monkeypatch.setattr(common, "configure_logging", lambda: None)  # keep pytest's logging
+    monkeypatch.setattr(common, "keep_freed_memory", lambda: False)  # and this process's environment
+    refused = DownloadSettings(retries=0, backoff_s=0.0, timeout_s=5.0, progress=False)
+    with pytest.raises(SystemExit) as stop:
+        common.run(lambda: download_file("http://127.0.0.1:9/x.zip", tmp_path / "x.zip", settings=refused))
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: http://127.0.0.1:9/x.zip: giving up after 1 attempts (cannot connect: ")
+    assert err.count("\n") == 1 and "partial data" not in err  # nothing was received, so nothing is kept
+    assert issubclass(ChecksumError, OSError)
+
+
+def test_corpus_stage_download_failure_is_one_line_and_leaves_no_temp_folder(http_server, tmp_path, monkeypatch,
+                                                                              capsys):
+    from stages import common, corpus
+
+    monkeypatch.setattr(common, "configure_logging", lambda: None)
+    monkeypatch.setattr(common, "keep_freed_memory", lambda: False)
+    monkeypatch.chdir(tmp_path)  # the stage reads params.yaml and writes data/ where it runs
+    params = {"corpus": {"source": "mimii", "download_dir": "dl", "mirror": http_server.url,
+                         "machine_types": ["fan"], "mimii_levels": ["-6dB"]}, "parallel": {}}
+    (tmp_path / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
+    with pytest.raises(SystemExit) as stop:
+        common.run(corpus.main)
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == f"error: {http_server.url}/-6_dB_fan.zip: HTTP 404 Not Found\n"
+    assert not (tmp_path / "data" / ".corpus.tmp").exists() and not (tmp_path / "data" / "corpus").exists()
+
+
 # --- real internet (deselected by default: pytest -m internet) ---------------------------
 
 @pytest.mark.internet

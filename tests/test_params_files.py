@@ -41,6 +41,8 @@ def test_shipped_params_parse(name, tmp_path):
     (lambda p: p.update(detectors=3), "params.yaml: detectors: expected a mapping"),
     (lambda p: p["train"].update(conditions=["clean", "6 dB"]), "condition '6 dB' must be 'clean' or like '-6dB'"),
     (lambda p: p["train"].update(conditions=["clean", "clean"]), "params.yaml: train: conditions: ['clean'] listed twice"),
+    (lambda p: p["corpus"].update(mimii_levels=["-6dB", "0dB", "-6dB"]),
+     "params.yaml: corpus: mimii_levels: ['-6dB'] listed twice"),
     (lambda p: p["train"].update(conditions=["clean", "12dB"]),
      "params.yaml: train.conditions: ['12dB'] not in mix.conditions ['clean', '-6dB', '0dB', '6dB']"),
     (lambda p: p["train"].update(score_splits=[]), "params.yaml: train: score_splits must list at least one"),

@@ -117,6 +117,19 @@ def test_missing_keys_and_bad_shard(tmp_path):
         ShardReader(tmp_path / "absent.h5")
 
 
+def test_corrupt_chunk_names_the_shard_and_clip(tmp_path):
+    noise = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)  # barely compressible
+    builder = ShardBuilder(tmp_path / "s.h5", "fp", tmp_path / "w")
+    builder.add("fan.c0@clean", noise)
+    builder.finish(["fan.c0@clean"])
+    with open(tmp_path / "s.h5", "r+b") as fh:  # 4 KiB of garbage in the middle of the compressed data
+        fh.seek((tmp_path / "s.h5").stat().st_size // 2)
+        fh.write(bytes(range(256)) * 16)
+    with ShardReader(tmp_path / "s.h5") as r, pytest.raises(
+            StoreError, match=r"s\.h5: clip 'fan\.c0@clean' is corrupt.*run the stage that writes it"):
+        r.read("fan.c0@clean")
+
+
 def test_fingerprint_stable_and_sensitive():
     assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})

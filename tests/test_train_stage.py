@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,9 +15,10 @@ from asdlib import progress
 from asdlib.detectors.common import DetectorError
 from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
 from asdlib.features import DCASE_BASELINE_LOGMEL
+from asdlib.manifest import write_manifest
 from asdlib.training import TrainSettings
 
-from stages.train import ConditionJob, TrainParams, _fit_and_score, train_conditions
+from stages.train import ConditionJob, TrainParams, _fit_and_score, train_conditions, train_stage
 
 SR = 16000
 CONDITIONS = {"clean": None, "0dB": 0.0}
@@ -119,3 +121,30 @@ def test_the_parent_draws_bars_only_without_workers(tmp_path, monkeypatch, worke
     monkeypatch.setattr(progress, "tqdm", recording_tqdm)
     train_conditions(_jobs(tmp_path, _rows()), workers=workers)
     assert set(disabled) == ({None} if drawn else {True})  # None: drawn on a terminal
+
+
+def _stage_workspace(tmp_path: Path, monkeypatch, input_name: str, rows: pd.DataFrame, train: str) -> None:
+    """A folder to run ``train_stage`` in: params.yaml with ``train`` as its train section, the
+    toy clips as the manifest of ``input_name`` (shards never read: the stage stops first)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train_dense_ae", input_name])
+    (tmp_path / "params.yaml").write_text(f"train:\n{train}")
+    rows = rows.assign(path="toy.wav", channel=0, snr_target_db=rows["snr_db"], noise_type="toy", noise_offset=0,
+                       store="data/mix/fan/clean.h5", key=rows["clip_id"])
+    write_manifest(rows, tmp_path / "data" / input_name.replace("raw", "mix") / "manifest.csv")
+
+
+@pytest.mark.parametrize("train, drop, message", [
+    ("  conditions: [clean, 0dB]\n  score_splits: [eval]\n", None,
+     r"data/mix/manifest.csv: condition clean: no clips of train.score_splits \['eval'\] to score"),
+    ("  conditions: [clean, 0dB]\n", "0dB",
+     r"data/mix/manifest.csv: condition 0dB: no normal clips of split train to train on"),
+])
+def test_a_condition_without_clips_to_train_or_score_stops_before_training(tmp_path, monkeypatch, train, drop,
+                                                                           message):
+    rows = _rows()
+    rows = rows[~((rows["condition"] == drop) & (rows["split"] == "train"))]
+    _stage_workspace(tmp_path, monkeypatch, "raw", rows, train)
+    with pytest.raises(ValueError, match=message):
+        train_stage("dense_ae", DenseAEDetectorSettings, DenseAEDetector)
+    assert not (tmp_path / "data" / ".work").exists()  # no checkpoint folder: nothing was trained

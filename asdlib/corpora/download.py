@@ -48,8 +48,12 @@ _TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 _HASH_BLOCK = 1 << 20
 
 
-class DownloadError(RuntimeError):
-    """A download failed for good; the message names the URL or file and the cause."""
+class DownloadError(OSError):
+    """A download failed for good; the message names the URL or file and the cause.
+
+    An ``OSError`` (network and disk failures are I/O errors), so the stages' and the
+    command line's handlers of expected errors print it as one line.
+    """
 
 
 class ChecksumError(DownloadError):
@@ -155,10 +159,8 @@ def download_file(
         except _Transient as exc:
             attempt += 1
             if attempt > settings.retries:
-                raise DownloadError(
-                    f"{url}: giving up after {settings.retries + 1} attempts ({exc}); "
-                    f"partial data kept in {part} for the next run"
-                ) from exc
+                kept = f"; partial data kept in {part} for the next run" if part.exists() else ""
+                raise DownloadError(f"{url}: giving up after {settings.retries + 1} attempts ({exc}){kept}") from exc
             time.sleep(min(settings.backoff_max_s, settings.backoff_s * 2 ** (attempt - 1)))
     if not _matches(digests, expected, size):
         _discard_part(part)

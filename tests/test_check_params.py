@@ -1,0 +1,44 @@
+"""check_params refuses splits that would only fail (or silently shrink) a later stage: a
+mix.splits entry that is no manifest split, a train.score_splits entry that mix does not mix."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from asdlib.config import ConfigError
+from stages import check_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write_params(tmp_path: Path, monkeypatch, edit) -> None:
+    """The shipped params.yaml, changed by ``edit``, in a fresh folder made the working one."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)  # stages read params.yaml and write data/ where they run
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["mix"].update(splits=["train", "tset"]),
+     "params.yaml: mix.splits: ['tset'] not a manifest split (train, test, eval)"),
+    (lambda p: p["train"].update(score_splits=["test", "eval"]),
+     "params.yaml: train.score_splits: ['eval'] not in mix.splits ['train', 'test']"),
+    (lambda p: (p["mix"].update(splits=["train"]), p["corpus"].update(source="mimii"),
+                p["train"].update(conditions=["0dB"])),
+     "params.yaml: train.score_splits: ['test'] not in mix.splits ['train']"),  # MIMII: stored by mix.splits too
+])
+def test_splits_not_mixed_are_refused(edit, message, tmp_path, monkeypatch):
+    _write_params(tmp_path, monkeypatch, edit)
+    with pytest.raises(ConfigError) as raised:
+        check_params.main()
+    assert str(raised.value) == message
+    assert not (tmp_path / "data" / "params_checked.txt").exists()
+
+
+def test_scoring_a_mixed_eval_split_passes(tmp_path, monkeypatch):
+    _write_params(tmp_path, monkeypatch, lambda p: (p["mix"].update(splits=["train", "test", "eval"]),
+                                                    p["train"].update(score_splits=["test", "eval"])))
+    check_params.main()
+    assert (tmp_path / "data" / "params_checked.txt").exists()
