@@ -16,6 +16,7 @@ from asdlib.mixing import MixSettings
 from asdlib.noise_bank import NoiseBankSettings
 from asdlib.parallel import ParallelSettings
 from asdlib.snr_estimation import SnrEstimatorSettings
+from asdlib.training import resolve_device
 
 from stages.common import DATA, PARAMS_FILE, detector_section, params_section, run
 from stages.corpus_params import CorpusParams, corpus_params
@@ -46,8 +47,10 @@ def main() -> None:
     sections = {name: params_section(name, cls) for name, cls in SECTIONS.items()}
     _check_trained_conditions(sections["train"].conditions, corpus, sections["mix"].conditions)
     _check_splits(sections["train"].score_splits, sections["mix"].splits)
-    for name in DETECTORS:
-        build_detector(name, detector_section(name), f"{PARAMS_FILE}: detectors.{name}")
+    detectors = {name: build_detector(name, detector_section(name), f"{PARAMS_FILE}: detectors.{name}")
+                 for name in DETECTORS}  # each detector's train.device is checked here
+    _check_device("snr.train.device", sections["snr"].train.device)
+    _check_device("detectors.conformer_ae.pretrain.device", detectors["conformer_ae"].settings.pretrain.device)
     unknown = sorted(set(params.get("detectors") or {}) - set(DETECTORS))
     if unknown:
         raise ConfigError(f"{PARAMS_FILE}: detectors.{unknown[0]}: unknown detector (known: {', '.join(DETECTORS)})")
@@ -61,6 +64,14 @@ def _check_trained_conditions(trained: list[str], corpus: CorpusParams, mixed: l
     absent = [c for c in trained if c not in made]
     if absent:
         raise ConfigError(f"{PARAMS_FILE}: train.conditions: {absent} not in {key} {list(made)}")
+
+
+def _check_device(key: str, device: str) -> None:
+    """A device this machine has (``cuda`` without CUDA would fail only when its stage starts)."""
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise ConfigError(f"{PARAMS_FILE}: {key}: {exc}") from exc
 
 
 def _check_splits(scored: list[str], mixed: list[str]) -> None:

@@ -4,6 +4,7 @@ mix.splits entry that is no manifest split, a train.score_splits entry that mix 
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from asdlib.config import ConfigError
@@ -42,3 +43,18 @@ def test_scoring_a_mixed_eval_split_passes(tmp_path, monkeypatch):
                                                     p["train"].update(score_splits=["test", "eval"])))
     check_params.main()
     assert (tmp_path / "data" / "params_checked.txt").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of cuda where CUDA is absent")
+@pytest.mark.parametrize("edit, key", [
+    (lambda p: p["snr"]["train"].update(device="cuda"), "snr.train.device"),
+    (lambda p: p["detectors"]["conformer_ae"]["pretrain"].update(device="cuda"),
+     "detectors.conformer_ae.pretrain.device"),
+    (lambda p: p["detectors"]["dense_ae"]["train"].update(device="cuda"), "detectors.dense_ae: train.device"),
+])
+def test_cuda_where_it_is_absent_is_refused_naming_the_key(edit, key, tmp_path, monkeypatch):
+    _write_params(tmp_path, monkeypatch, edit)
+    with pytest.raises(ValueError) as raised:
+        check_params.main()
+    assert str(raised.value) == (f"params.yaml: {key}: device 'cuda' requested but CUDA is not available "
+                                 "(use 'auto' or 'cpu')")
