@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="audioset_music segment lists (default all)")
     d.add_argument("--mirror", metavar="BASE_URL", help="replace everything before the file name of each URL")
     d.add_argument("--manifest", type=Path, metavar="FILE", help="archive list replacing the packaged archives.json")
-    d.add_argument("--remove-archives", action="store_true", help="delete each archive after extraction")
+    d.add_argument("--remove-archives", action="store_true",
+                   help="dcase2020, mimii: delete each archive after extraction")
     d.add_argument("--retries", type=int, default=5, help="retries per file on dropped connections (default 5)")
     d.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
     d.add_argument("--dry-run", action="store_true", help="list the files, sizes and an estimated time only")
@@ -440,7 +441,8 @@ def _score_table(path: Path, column: str) -> tuple[pd.DataFrame, str, str]:
 
 def _download(args: argparse.Namespace) -> int:
     snr = [f"{v}dB" for v in args.snr] if args.snr else None
-    _reject_options(args, "download", {"dcase2020": ("types", "parts"), "mimii": ("types", "snr"),
+    _reject_options(args, "download", {"dcase2020": ("types", "parts", "remove_archives"),
+                                       "mimii": ("types", "snr", "remove_archives"),
                                        "noisex92": ("names",), "audioset_music": ("lists",)})
     if args.dry_run:
         return _dry_run(args, snr)
@@ -531,13 +533,13 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-_DEFAULTS = {"channel": 0, "seed": 0, "dataset": "folder"}
+_DEFAULTS = {"channel": 0, "seed": 0, "dataset": "folder", "remove_archives": False}
 
 
 def _reject_options(args: argparse.Namespace, command: str, allowed: dict[str, tuple[str, ...]]) -> None:
     """Refuse options given for a corpus that does not use them (rather than ignoring them)."""
     options = {"types", "parts", "snr", "names", "lists", "path_base", "ground_truth", "dataset",
-               "channel", "seed", "out_dir"}
+               "channel", "seed", "out_dir", "remove_archives"}
     given = [o for o in sorted(options) if hasattr(args, o)
              and getattr(args, o) not in (None, _DEFAULTS.get(o))]
     bad = [o for o in given if o not in allowed[args.corpus]]

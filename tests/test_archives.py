@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import re
 import stat
 import tarfile
@@ -188,6 +189,34 @@ def test_corrupt_member_leaves_no_partial_tree(tmp_path):
     with pytest.raises(ArchiveError, match="corrupt"):
         safe_extract(archive, dest)
     assert _files_under(dest) == [] and list(dest.iterdir()) == []
+
+
+def _tar(path, mode: str, n: int = 30) -> bytes:
+    """A tar of ``n`` random-content members (so damage cannot fall in zero padding); its bytes."""
+    rng = random.Random(0)
+    with tarfile.open(path, mode) as tf:
+        for k in range(n):
+            data = rng.randbytes(3000)
+            info = tarfile.TarInfo(f"fan/train/normal_id_00_{k:08d}.wav")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("name, mode, damage, message", [
+    ("cut.tar", "w", lambda raw: raw[:raw.index(b"fan/train/normal_id_00_00000005")],  # at a member's start
+     "no end-of-archive marker"),
+    ("header.tar", "w", lambda raw: raw.replace(b"normal_id_00_00000005", b"\xff" * 21), "after the last readable"),
+    ("cut.tar.gz", "w:gz", lambda raw: raw[:len(raw) // 2], "Compressed file ended"),
+    ("flipped.tar.gz", "w:gz", lambda raw: raw[:len(raw) // 2] + bytes(b ^ 0xA5 for b in raw[len(raw) // 2:][:64])
+     + raw[len(raw) // 2 + 64:], "CRC check failed"),
+])
+def test_damaged_tar_is_refused_not_extracted_in_part(tmp_path, name, mode, damage, message):
+    archive = tmp_path / name
+    archive.write_bytes(damage(_tar(archive, mode)))
+    with pytest.raises(ExtractionError, match=rf"{re.escape(str(archive))}: corrupt tar archive \(.*{message}"):
+        safe_extract(archive, tmp_path / "dev_data")
+    assert _files_under(tmp_path / "dev_data") == []
 
 
 def test_damaged_compressed_data_names_the_archive(tmp_path):

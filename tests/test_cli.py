@@ -147,6 +147,7 @@ def test_dry_run_lists_sizes_without_network(capsys, tmp_path):
     (["prepare", "folder", "{tmp}", "{tmp}/m.csv"], "no machine type folders"),
     (["download", "dcase2020", "{tmp}/t", "--types", "drill", "--dry-run"], "unknown machine type 'drill'"),
     (["download", "dcase2020", "{tmp}/t", "--snr", "6"], "option --snr does not apply"),
+    (["download", "noisex92", "{tmp}/t", "--remove-archives"], "option --remove-archives does not apply"),
     (["prepare", "audioset_music", "{tmp}", "{tmp}/m.csv"], "needs --lists"),
     (["download", "mimii", "{tmp}/t", "--manifest", "{tmp}/none.json"], "archive list not found"),
 ])
@@ -195,6 +196,11 @@ def test_prepare_folder_reports_what_a_scan_would_skip(tmp_path, capsys):
     assert (f"machine type folders outside dev_data/ and eval_data/ (1): {sectioned / 'valve'}"
             in capsys.readouterr().err)
     shutil.rmtree(sectioned / "valve")
+    (sectioned / "dev_data" / ".extract-dev_data_fan.zip-x1" / "fan" / "test").mkdir(parents=True)  # a kill
+    assert main(["prepare", "dcase2020", str(sectioned), str(manifest)]) == 2
+    assert (f"interrupted extractions (run the download again) (1): "
+            f"{sectioned / 'dev_data' / '.extract-dev_data_fan.zip-x1'}" in capsys.readouterr().err)
+    shutil.rmtree(sectioned / "dev_data" / ".extract-dev_data_fan.zip-x1")
     assert main(["prepare", "folder", str(sectioned), str(manifest)]) == 0
     (tmp_path / "out").mkdir()
     assert main(["prepare", "folder", str(sectioned), str(tmp_path / "out")]) == 2

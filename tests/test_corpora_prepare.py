@@ -188,6 +188,9 @@ def test_read_ground_truth_format_and_errors(tmp_path):
                     "id_01_00000001.wav,anomaly_id_01_00000000.wav,1\nToyCar,,\nid_05_00000000.wav,x,0\n")
     assert read_ground_truth(good) == {"fan/id_01_00000000.wav": "normal", "fan/id_01_00000001.wav": "anomaly",
                                        "ToyCar/id_05_00000000.wav": "normal"}
+    saved = tmp_path / "saved.csv"  # by a spreadsheet: a byte-order mark before the first type name
+    saved.write_bytes(b"\xef\xbb\xbf" + good.read_bytes())
+    assert read_ground_truth(saved) == read_ground_truth(good)
     bad = tmp_path / "bad.csv"
     bad.write_text("fan\nid_01_00000000.wav,x,maybe\n")
     with pytest.raises(CorpusLayoutError, match=r"bad.csv:2: expected"):
@@ -243,6 +246,11 @@ def test_mimii_layout_errors(tmp_path):
     message = str(err.value)
     for expected in ("bad_name.wav", "id_00/broken", "0dB/slider", "-6_dB, 0_dB, 6_dB) (1): 6dB"):
         assert expected in message
+    (root / "0_dB" / "valve").mkdir()  # an empty type folder (say, an archive not yet extracted)
+    with pytest.raises(CorpusLayoutError, match=r"machine type folders without machine IDs \(1\): 0dB/valve$"):
+        prepare_mimii(root, machine_types=["pump", "valve"], snr_levels=["0dB"])
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*32\), got -1"):
+        prepare_mimii(root, seed=-1)
     lopsided = _mimii(tmp_path / "l", snrs=("6",), types=("fan",), n_normal=2, n_abnormal=2)
     with pytest.raises(CorpusLayoutError, match="without train clips"):
         prepare_mimii(lopsided)

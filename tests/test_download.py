@@ -296,6 +296,14 @@ def test_not_found_fails_at_once(tmp_path, http_server):
     assert not (tmp_path / "missing.zip").exists()
 
 
+def test_a_file_mirror_lacking_the_file_fails_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(download.time, "sleep", lambda s: pytest.fail("retried a missing file"))
+    url = (tmp_path / "mirror" / "missing.zip").as_uri()
+    with pytest.raises(DownloadError, match=rf"^{url}: not found \(No such file or directory\)$"):
+        download_file(url, tmp_path / "missing.zip", settings=FAST)
+    assert not (tmp_path / "missing.zip").exists()
+
+
 def test_file_url_mirror(tmp_path, payload, http_server):
     _, data, md5 = payload
     source = http_server.directory / "blob.zip"

@@ -334,6 +334,21 @@ def _safe_parts(name: str, archive: Path) -> tuple[str, ...]:
     return parts
 
 
+def _check_tar_end(tf: tarfile.TarFile) -> None:
+    """Raise ``tarfile.ReadError`` unless the members end at the end-of-archive marker (two
+    zero blocks, then zero padding) and the whole stream decompresses (its checksum too):
+    ``tarfile`` reads a damaged header after the first member, or a cut at a member boundary,
+    as the end of a shorter archive, which would be extracted as if complete."""
+    tf.fileobj.seek(tf.offset)
+    zeros = 0
+    while chunk := tf.fileobj.read(1 << 20):
+        if chunk.count(0) != len(chunk):
+            raise tarfile.ReadError("data after the last readable member (a damaged member header)")
+        zeros += len(chunk)
+    if zeros < 2 * tarfile.BLOCKSIZE:
+        raise tarfile.ReadError("no end-of-archive marker after the last member (truncated)")
+
+
 def _members(archive: Path) -> list[tuple[tuple[str, ...], object, bool]]:
     """Checked members as (path parts, archive member, is_dir); raises before any write."""
     checked = []
@@ -357,7 +372,8 @@ def _members(archive: Path) -> list[tuple[tuple[str, ...], object, bool]]:
         try:
             with tarfile.open(archive) as tf:
                 infos = tf.getmembers()
-        except (tarfile.TarError, OSError) as exc:
+                _check_tar_end(tf)
+        except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
             raise ExtractionError(f"{archive}: corrupt tar archive ({exc})") from exc
         for info in infos:
             parts = _safe_parts(info.name, archive)

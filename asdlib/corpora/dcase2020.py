@@ -103,7 +103,7 @@ def read_ground_truth(path: Path) -> dict[str, str]:
     truth: dict[str, str] = {}
     machine_type = None
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's BOM is no type name
             for number, row in enumerate(csv.reader(fh), start=1):
                 row = [field.strip() for field in row]
                 if not row or not any(row):

@@ -15,7 +15,8 @@ At least one of ``dev_data``/``eval_data`` makes the root a sectioned one; other
 files at its top level (archives, markers) are then ignored, but not folders holding
 ``train/`` or ``test/`` (machine types outside the sections). In either, a folder
 where a machine type is expected that holds neither ``train/`` nor ``test/`` (say
-``Train/``: names are case-sensitive) is an error.
+``Train/``: names are case-sensitive) is an error, and so is the ``.extract-*`` folder an
+interrupted extraction leaves (its archive was not extracted whole).
 
 Evaluation test clips are labelled ``unknown`` unless ``ground_truth`` maps
 ``"<Type>/<file name>"`` (e.g. ``"fan/id_01_00000000.wav"``) to ``normal`` or
@@ -110,9 +111,12 @@ def scan_dcase_layout(
 
 def _check_top_level(root: Path, section_dirs: list[Path], flat: bool, problems: "LayoutProblems") -> None:
     """Report what a scan would otherwise skip without a word: folders of a section (or a
-    flat root) that hold neither train/ nor test/, machine type folders beside dev_data/
+    flat root) that hold neither train/ nor test/, an extraction that was interrupted (its
+    hidden ``.extract-*`` folder is left there), machine type folders beside dev_data/
     and eval_data/, and at a flat root any other file but the ground truth."""
     for section_dir in section_dirs:
+        problems.add("interrupted extractions (run the download again)",
+                     sorted(str(p) for p in section_dir.glob(".extract-*")))
         types = set(_type_folders(section_dir))
         problems.add("folders without train/ or test/ (names are case-sensitive)",
                      [e.path for e in _visible(section_dir) if e.is_dir() and e.name not in types])

@@ -257,6 +257,8 @@ def _fetch_once(url: str, part: Path, size: int | None, settings: DownloadSettin
             raise _Transient(f"HTTP {exc.code} {exc.reason}") from exc
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if isinstance(getattr(exc, "reason", None), FileNotFoundError):  # a file:// mirror lacks it
+            raise DownloadError(f"{url}: not found ({exc.reason.strerror})") from exc
         raise _Transient(f"cannot connect: {getattr(exc, 'reason', exc)}") from exc
     with response:
         status = response.status or 200  # file:// URLs carry no status

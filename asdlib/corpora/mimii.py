@@ -98,6 +98,8 @@ def prepare_mimii(
         raise CorpusLayoutError(f"{corpus_dir}: corpus folder not found")
     if not 0 <= channel < NUM_CHANNELS:
         raise ValueError(f"channel must be in 0..{NUM_CHANNELS - 1}, got {channel}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
     snr_dirs = _snr_folders(corpus_dir)
     wanted_snrs = check_choice("SNR level", snr_levels, SNR_LEVELS) if snr_levels is not None else sorted(snr_dirs)
     problems = LayoutProblems(corpus_dir)
@@ -113,7 +115,9 @@ def prepare_mimii(
         problems.add("machine types not found", [f"{snr}/{t}" for t in types if t not in found])
         for machine_type in types:
             if machine_type in found:
-                rows += _scan_type(snr_dirs[snr] / machine_type, snr, machine_type, channel, seed, base, problems)
+                scanned = _scan_type(snr_dirs[snr] / machine_type, snr, machine_type, channel, seed, base, problems)
+                problems.add("machine type folders without machine IDs", [] if scanned else [f"{snr}/{machine_type}"])
+                rows += scanned
     problems.raise_if_any()
     if not rows:
         raise CorpusLayoutError(f"{corpus_dir}: no MIMII clips found (expected <snr>_dB/<type>/id_XX/...)")
