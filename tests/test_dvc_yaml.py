@@ -36,6 +36,15 @@ def test_code_deps_match_imports():
     assert not problems, "\n".join(problems)
 
 
+def test_stages_reading_corpus_audio_depend_on_the_corpus():
+    """The manifest holds paths, which stay the same when the built-in corpus's audio changes
+    (another seed): a stage reading that audio must depend on data/corpus itself, or DVC
+    calls its outputs up to date. Every stage depending on data/manifest.csv reads its audio."""
+    readers = {name: stage["deps"] for name, stage in expanded_stages() if "data/manifest.csv" in stage.get("deps", [])}
+    assert set(readers) == {"mix", "snr_train", "pretrain"}
+    assert [name for name, deps in readers.items() if "data/corpus" not in deps] == []
+
+
 def test_params_keys_exist():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name, stage in expanded_stages():
