@@ -251,6 +251,12 @@ def test_mimii_layout_errors(tmp_path):
         prepare_mimii(root, machine_types=["pump", "valve"], snr_levels=["0dB"])
     with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*32\), got -1"):
         prepare_mimii(root, seed=-1)
+    stereo = make_mimii_tree(tmp_path / "s" / "0_dB", "pump", ids=(0,), n_normal=3, n_abnormal=1, seconds=0.05,
+                             channels=2).parent
+    with pytest.raises(CorpusLayoutError, match=r"IDs whose recordings have no channel 2 \(1\): 0dB/pump/id_00 "
+                                                r"\(2 channels\)$"):
+        prepare_mimii(stereo, channel=2)
+    assert len(prepare_mimii(stereo, channel=1)) == 4
     lopsided = _mimii(tmp_path / "l", snrs=("6",), types=("fan",), n_normal=2, n_abnormal=2)
     with pytest.raises(CorpusLayoutError, match="without train clips"):
         prepare_mimii(lopsided)

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 
 from asdlib.corpora.archives import ArchiveEntry, fetch_archive, select_archives
 from asdlib.corpora.dcase_layout import CorpusLayoutError, LayoutProblems, absolute, check_choice, manifest_path
@@ -115,13 +116,23 @@ def prepare_mimii(
         problems.add("machine types not found", [f"{snr}/{t}" for t in types if t not in found])
         for machine_type in types:
             if machine_type in found:
-                scanned = _scan_type(snr_dirs[snr] / machine_type, snr, machine_type, channel, seed, base, problems)
-                problems.add("machine type folders without machine IDs", [] if scanned else [f"{snr}/{machine_type}"])
-                rows += scanned
+                type_dir = snr_dirs[snr] / machine_type
+                if not any(not p.name.startswith(".") for p in type_dir.iterdir()):
+                    problems.add("machine type folders without machine IDs", [f"{snr}/{machine_type}"])
+                rows += _scan_type(type_dir, snr, machine_type, channel, seed, base, problems)
     problems.raise_if_any()
     if not rows:
         raise CorpusLayoutError(f"{corpus_dir}: no MIMII clips found (expected <snr>_dB/<type>/id_XX/...)")
     return from_rows(rows, source=str(corpus_dir))
+
+
+def _channels(path: Path) -> int:
+    """Channel count of one recording of an ID (its first normal clip: MIMII records every clip
+    of an ID with the same array); 1 for an unreadable file, which reading it will name."""
+    try:
+        return sf.info(str(path)).channels
+    except (RuntimeError, sf.LibsndfileError):
+        return 1
 
 
 def split_normals(names: Sequence[str], n_test: int, key: str, seed: int) -> set[str]:
@@ -155,6 +166,10 @@ def _scan_type(type_dir: Path, snr: str, machine_type: str, channel: int, seed: 
             continue
         if len(clips["normal"]) <= n_abnormal:
             problems.add("IDs left without train clips (normal clips <= abnormal clips)", [group])
+            continue
+        channels = _channels(clips["normal"][0])
+        if 1 < channels <= channel:
+            problems.add(f"IDs whose recordings have no channel {channel}", [f"{group} ({channels} channels)"])
             continue
         test_normals = split_normals([p.name for p in clips["normal"]], n_abnormal, group, seed)
         for label, files in clips.items():
