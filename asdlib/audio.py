@@ -76,6 +76,15 @@ def read_audio(
     return x
 
 
+def channel_count(path: str | os.PathLike) -> int:
+    """Channel count of an audio file, from its header; 1 for an unreadable file (reading it
+    with :func:`read_audio` names the problem), so callers can ask before deciding."""
+    try:
+        return sf.info(str(path)).channels
+    except (RuntimeError, sf.LibsndfileError):
+        return 1
+
+
 def _check_wav_complete(path: Path) -> None:
     """Compare the data chunk's declared size with the bytes really present (RIFF WAVE,
     WAVE_FORMAT_EXTENSIBLE included, and RF64, whose real size is in its ``ds64`` chunk).

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import pandas as pd
-import soundfile as sf
 
 from asdlib.allocator import keep_freed_memory
+from asdlib.audio import channel_count
 from asdlib.config import load_yaml, parse
 from asdlib.corpora import archives, audioset_music, dcase2020, mimii, noisex92
 from asdlib.corpora.archives import ArchiveError, ExtractionError
@@ -404,7 +404,7 @@ def _rows_to_score(args: argparse.Namespace) -> pd.DataFrame:
         raise UsageError("score: --splits and --conditions choose a manifest's clips; audio files are all scored")
     rows = recording_rows(args.audio, args.machine_type, args.machine_id, args.channel or 0)
     if args.channel is None:
-        several = [path for path in rows["path"] if _channels(path) > 1]
+        several = [path for path in rows["path"] if channel_count(path) > 1]
         if several:
             print(f"note: {len(several)} of {len(rows)} files have several channels (e.g. {several[0]}); "
                   "scoring channel 0, give --channel for another")
@@ -423,14 +423,6 @@ def _check_audio_paths(manifest: Path, rows: pd.DataFrame) -> None:
             "manifest was made, e.g. where the pipeline ran)")
         raise UsageError(f"{manifest}: {len(missing)} of the files its clips are read from not found, "
                          f"e.g. {missing[0]}{relative}")
-
-
-def _channels(path: str) -> int:
-    """Channel count of an audio file; 1 for an unreadable one (reading it names the problem)."""
-    try:
-        return sf.info(path).channels
-    except (RuntimeError, sf.LibsndfileError):
-        return 1
 
 
 def _score_table(path: Path, column: str) -> tuple[pd.DataFrame, str, str]:

@@ -27,8 +27,8 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
+from asdlib.audio import channel_count
 from asdlib.corpora.archives import ArchiveEntry, fetch_archive, select_archives
 from asdlib.corpora.dcase_layout import CorpusLayoutError, LayoutProblems, absolute, check_choice, manifest_path
 from asdlib.corpora.download import DownloadSettings
@@ -126,15 +126,6 @@ def prepare_mimii(
     return from_rows(rows, source=str(corpus_dir))
 
 
-def _channels(path: Path) -> int:
-    """Channel count of one recording of an ID (its first normal clip: MIMII records every clip
-    of an ID with the same array); 1 for an unreadable file, which reading it will name."""
-    try:
-        return sf.info(str(path)).channels
-    except (RuntimeError, sf.LibsndfileError):
-        return 1
-
-
 def split_normals(names: Sequence[str], n_test: int, key: str, seed: int) -> set[str]:
     """The ``n_test`` normal clips that go to test: a permutation seeded by ``seed`` and ``key``."""
     ordered = sorted(names)
@@ -167,7 +158,7 @@ def _scan_type(type_dir: Path, snr: str, machine_type: str, channel: int, seed: 
         if len(clips["normal"]) <= n_abnormal:
             problems.add("IDs left without train clips (normal clips <= abnormal clips)", [group])
             continue
-        channels = _channels(clips["normal"][0])
+        channels = channel_count(clips["normal"][0])  # MIMII records an ID's clips with one array
         if 1 < channels <= channel:
             problems.add(f"IDs whose recordings have no channel {channel}", [f"{group} ({channels} channels)"])
             continue
