@@ -29,7 +29,7 @@ from typing import Sequence
 import pandas as pd
 
 from asdlib.corpora.archives import ArchiveEntry, fetch_archive, select_archives
-from asdlib.corpora.dcase_layout import CorpusLayoutError, check_choice, scan_dcase_layout
+from asdlib.corpora.dcase_layout import GROUND_TRUTH_FILE, CorpusLayoutError, check_choice, scan_dcase_layout
 from asdlib.corpora.download import DownloadSettings
 
 MACHINE_TYPES = ("fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor")
@@ -88,8 +88,8 @@ def prepare_dcase2020(
     without one, evaluation clips stay ``unknown``. Adds ``num_samples`` (160000).
     """
     corpus_dir = Path(corpus_dir)
-    if ground_truth is None and (corpus_dir / "eval_data_list.csv").is_file():
-        ground_truth = corpus_dir / "eval_data_list.csv"
+    if ground_truth is None and (corpus_dir / GROUND_TRUTH_FILE).is_file():
+        ground_truth = corpus_dir / GROUND_TRUTH_FILE
     truth = read_ground_truth(ground_truth) if ground_truth is not None else None
     df = scan_dcase_layout(corpus_dir, dataset=dataset, machine_types=machine_types,
                            path_base=path_base, ground_truth=truth)
