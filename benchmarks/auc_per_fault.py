@@ -61,10 +61,12 @@ def auc_per_fault(scores: pd.DataFrame, column: str) -> pd.Series:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", default="raw", help="raw or mse")
+    parser.add_argument("--input", default="raw", choices=["raw", "mse"])
     parser.add_argument("--condition", default="clean")
     parser.add_argument("--repo", type=Path, default=ROOT)
     args = parser.parse_args()
+    if not (args.repo / "params.yaml").is_file():
+        parser.error(f"--repo {args.repo}: no params.yaml there (not a checkout of this pipeline)")
     settings = synthetic_settings(args.repo / "params.yaml")
     paths = sorted((args.repo / "data" / "scores").glob(f"*/{args.input}.csv"))
     if not paths:

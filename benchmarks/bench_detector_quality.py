@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from asdlib.allocator import keep_freed_memory
+from asdlib.detectors.common import Detector
 from asdlib.detectors.registry import build_detector
 from asdlib.manifest import read_clip, read_manifest
 from asdlib.metrics import evaluate_scores, score_table, write_scores
@@ -62,6 +63,9 @@ def main() -> None:
     parser.add_argument("--scores-out", type=Path, metavar="FILE",
                         help="write the scored test clips here (a score table for asd compare)")
     args = parser.parse_args()
+    if not args.repo.is_dir():
+        parser.error(f"--repo {args.repo}: no such folder")
+    detector = _detector(parser, args.model, args.settings)
     keep_freed_memory()  # as the train stages do (asdlib.allocator), so fit times compare
     scores_out = args.scores_out.resolve() if args.scores_out else None
     os.chdir(args.repo)  # manifests name their HDF5 stores relative to the repo
@@ -71,8 +75,6 @@ def main() -> None:
         sys.exit(f"{INPUTS[args.input]}: no clips of condition {args.condition!r}")
     train = rows[(rows["split"] == "train") & (rows["label"] == "normal")]
     test = rows[rows["split"] == "test"]
-    options = {"pretrained_weights": PRETRAINED} if args.model == "conformer_ae" else {}
-    detector = build_detector(args.model, json.loads(args.settings), "settings", **options)
     with tempfile.TemporaryDirectory(prefix="asd-quality-") as work:
         if args.pretrain:
             corpus = read_manifest(Path("data/manifest.csv"))
@@ -98,6 +100,20 @@ def main() -> None:
         summary.append(f"{column}={overall:.3f}")
     print(f"quality: {args.model} {args.input} {args.condition} {' '.join(summary)} "
           f"fit={fitted - started:.0f} score={scored_at - fitted:.0f}")
+
+
+def _detector(parser: argparse.ArgumentParser, model: str, settings: str) -> Detector:
+    """The detector ``model`` with the JSON ``settings``; bad JSON or settings end the run with a
+    usage error (exit 2) naming them, before any data is read."""
+    try:
+        mapping = json.loads(settings)
+    except json.JSONDecodeError as exc:
+        parser.error(f"settings: not valid JSON ({exc}): {settings!r}")
+    options = {"pretrained_weights": PRETRAINED} if model == "conformer_ae" else {}
+    try:
+        return build_detector(model, mapping, "settings", **options)
+    except ValueError as exc:  # ConfigError, DetectorError
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -39,9 +39,12 @@ from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetect
 from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
 from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSettings
 from asdlib.models.stgram_mfn import STgramMFNSettings
+from asdlib.scoring import MAHALANOBIS_MIN_EMBEDDINGS, cross_fit_min_clips
 
 SR = 16000
 PIPELINE = dict(types=4, ids=4, train_per_id=40, test_per_id=24, seconds=2, conditions=4, inputs=2)
+MACHINE_IDS = {"id_00": 310.0, "id_02": 730.0}  # the synthetic clips' IDs and their tones (Hz)
+MIN_CLIPS = len(MACHINE_IDS) * cross_fit_min_clips(MAHALANOBIS_MIN_EMBEDDINGS)  # fewest STgram-MFN can fit on
 
 
 def synthetic(n_train: int, n_test: int, seconds: float, seed: int = 0) -> tuple[pd.DataFrame, dict]:
@@ -49,8 +52,8 @@ def synthetic(n_train: int, n_test: int, seconds: float, seed: int = 0) -> tuple
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SR)) / SR
     rows, waves = [], {}
-    for machine_id, freq in (("id_00", 310.0), ("id_02", 730.0)):
-        for split, count in (("train", n_train // 2), ("test", n_test // 2)):
+    for machine_id, freq in MACHINE_IDS.items():
+        for split, count in (("train", n_train // len(MACHINE_IDS)), ("test", n_test // len(MACHINE_IDS))):
             for k in range(count):
                 label = "anomaly" if split == "test" and k % 2 else "normal"
                 x = sum(np.sin(2 * np.pi * freq * h * t + rng.uniform(0, 6.3)) / h for h in (1, 2, 3))
@@ -90,6 +93,10 @@ def main() -> None:
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's allocator as it is (the pipeline keeps freed memory: asdlib.allocator)")
     args = parser.parse_args()
+    if args.clips < MIN_CLIPS:
+        parser.error(f"--clips must be at least {MIN_CLIPS} (STgram-MFN's cross-fitted Mahalanobis scores need "
+                     f"{MIN_CLIPS // len(MACHINE_IDS)} training clips of each of the {len(MACHINE_IDS)} machine "
+                     f"IDs), got {args.clips}")
     kept = False if args.default_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(False)  # its first call imports torch._dynamo (~2 s): not timed
