@@ -9,8 +9,9 @@ detector, compare two systems' scores.
     asd compare  <a_run1.csv> <a_run2.csv> ... --vs <b_run1.csv> <b_run2.csv> ...
 
 Exit status: 0 on success, 2 on bad input (unknown corpus or option value, missing
-folder, archive list or corpus layout problems), 1 when a download or extraction fails
-(network, checksum, corrupt or unsafe archive, disk), 130 when interrupted (Ctrl-C).
+folder, archive list, corpus layout problems, clips that are not audio), 1 when a download
+or extraction fails (network, checksum, corrupt or unsafe archive, disk), 130 when
+interrupted (Ctrl-C).
 Expected errors print one line, no traceback; set ``ASD_DEBUG=1`` to see the traceback.
 """
 
@@ -32,6 +33,7 @@ from asdlib.corpora import archives, audioset_music, dcase2020, mimii, noisex92
 from asdlib.corpora.archives import ArchiveError, ExtractionError
 from asdlib.corpora.dcase_layout import CorpusLayoutError, scan_dcase_layout
 from asdlib.corpora.download import DownloadError, DownloadSettings
+from asdlib.corpus_checks import check_corpus
 from asdlib.decisions import DecisionSettings, decision_metrics
 from asdlib.extraction import MseRecord
 from asdlib.fileio import atomic_path
@@ -102,7 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(run=_download, on_interrupt="run the same command again to resume")
 
     p = sub.add_parser("prepare", help="write the manifest CSV of a corpus folder",
-                       description="Scan a corpus folder strictly and write its manifest CSV "
+                       description="Scan a corpus folder strictly, read every clip's header and write its "
+                                   "manifest CSV: files that are not audio are errors, what only the "
+                                   "pipeline refuses (another rate than 16 kHz, clips of several lengths, "
+                                   "IDs without training clips or with one label only) warnings "
                                    "(noisex92: convert to 16 kHz and write the noise table).")
     p.add_argument("corpus", choices=PREPARABLE)
     p.add_argument("corpus_dir", type=Path)
@@ -519,10 +524,25 @@ def _prepare(args: argparse.Namespace) -> int:
         if match.manifest is None:
             raise CorpusLayoutError(f"{args.corpus_dir}: no audio file matches a selected music segment")
         df = match.manifest
+    if args.corpus != "audioset_music":
+        _check_clips(df, args.corpus_dir, args.path_base)
     write_manifest(df, args.manifest_out)
     counts = ", ".join(f"{k} {v}" for k, v in df.groupby("split").size().items())
     print(f"{args.corpus}: {len(df)} clips ({counts}) -> {args.manifest_out}")
     return 0
+
+
+def _check_clips(df: pd.DataFrame, corpus_dir: Path, path_base: Optional[Path]) -> None:
+    """Refuse a manifest of clips no reader can use (not audio, empty, without the channel);
+    print one warning line for each kind of problem only the pipeline refuses (another rate
+    than 16 kHz, several lengths, IDs without training clips or with one label only): such a
+    manifest still serves `asd score`, whose autoencoders score clips of any length and any
+    ID, with --resample for the rate, and the pipeline has settings for two of them
+    (corpus.resample, corpus.clip_seconds). Same checks as the manifest stage."""
+    problems = check_corpus(df, path_base=path_base)
+    problems.raise_if_any(str(corpus_dir), pipeline=False)
+    for line in problems.pipeline:
+        print(f"asd: warning: the pipeline would refuse these: {line}", file=sys.stderr)
 
 
 _DEFAULTS = {"channel": 0, "seed": 0, "dataset": "folder", "remove_archives": False}
