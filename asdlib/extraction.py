@@ -11,6 +11,7 @@ memory stays bounded and a killed run continues where it stopped.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -24,6 +25,8 @@ from asdlib.fileio import write_json
 from asdlib.mse import MseSettings, extract
 from asdlib.parallel import ParallelSettings, parallel_map
 from asdlib.store import ShardBuilder, ShardReader, file_digest, fingerprint, read_row
+
+log = logging.getLogger(__name__)
 
 BATCH = 4
 
@@ -88,6 +91,7 @@ def extract_manifest(
     tasks = [task for store, group in shards
              for task in _tasks(store, group, builders[store][0].done_keys(), settings)]
     remaining = {store: sum(len(t.keys) for t in tasks if t.store == store) for store, _ in shards}
+    _log_resume(remaining, len(rows), len(shards))
     for store, left in remaining.items():
         if left == 0:  # every clip survived an earlier, interrupted run
             _finish(builders[store])
@@ -110,6 +114,15 @@ def extract_manifest(
     out["mse_steps"] = out["key"].map(steps)
     out["mse_used_previous"] = out["key"].map(used_previous)
     return out
+
+
+def _log_resume(remaining: dict[str, int], clips: int, shards: int) -> None:
+    """Say how much an earlier, interrupted run left to reuse (nothing when it left nothing)."""
+    done = clips - sum(remaining.values())
+    if done:
+        finished = sum(left == 0 for left in remaining.values())
+        log.info("resuming: %d of %d clips were extracted by an earlier run (%d of %d shards complete)",
+                 done, clips, finished, shards)
 
 
 def _builder(store: str, group: pd.DataFrame, out_dir: Path, work_dir: Path,

@@ -23,7 +23,8 @@ schedule stretched to more epochs.
 
 A NaN or infinite loss or gradient (checked before the optimiser step), or weights
 or buffers that are no longer finite after an epoch, stop training with
-:class:`TrainingDiverged`; the files of the last good epoch are left as they were.
+:class:`TrainingDiverged`; the files of the last good epoch are left as they were
+(the message says whether there are any: not when the first epoch diverged).
 On a resume, ``history.csv`` is rewritten from the checkpoint, so a run stopped
 between writing ``last.pt`` and ``history.csv`` does not leave the history an epoch short.
 """
@@ -240,11 +241,12 @@ def fit(
                 lr = epoch_lr(settings, epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                train_loss = _train_epoch(model, loader, loss_fn, optimizer, settings, device, bar,
-                                          f"{name}: epoch {epoch + 1}")
-                _check_state_finite(model, f"{name}: epoch {epoch + 1}")
-                val_loss = (_evaluate(model, val_set, loss_fn, settings, device, f"{name}: epoch {epoch + 1}")
-                            if val_set is not None else math.nan)
+                where = f"{name}: epoch {epoch + 1}"
+                with _what_is_kept(epoch):  # epochs completed before this one
+                    train_loss = _train_epoch(model, loader, loss_fn, optimizer, settings, device, bar, where)
+                    _check_state_finite(model, where)
+                    val_loss = (_evaluate(model, val_set, loss_fn, settings, device, where)
+                                if val_set is not None else math.nan)
                 record = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
                           "seconds": round(time.perf_counter() - started, 3)}
                 history.append(record)
@@ -393,8 +395,7 @@ def _train_epoch(model: torch.nn.Module, loader: DataLoader, loss_fn: LossFn, op
         loss = loss_fn(model, batch, device)
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise TrainingDiverged(f"{where}, batch {step + 1}: loss is {value}; stopped, the "
-                                   f"checkpoint of the last completed epoch is kept")
+            raise TrainingDiverged(f"{where}, batch {step + 1}: loss is {value}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         _check_gradients_finite(model, f"{where}, batch {step + 1}")
@@ -415,8 +416,7 @@ def _check_gradients_finite(model: torch.nn.Module, where: str) -> None:
     grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
     if grads and not bool(torch.stack([torch.isfinite(g).all() for _, g in grads]).all()):
         bad = next(n for n, g in grads if not bool(torch.isfinite(g).all()))
-        raise TrainingDiverged(f"{where}: the gradient of {bad} is not finite, though the loss is; stopped, the "
-                               f"checkpoint of the last completed epoch is kept")
+        raise TrainingDiverged(f"{where}: the gradient of {bad} is not finite, though the loss is")
 
 
 @torch.no_grad()
@@ -425,8 +425,7 @@ def _check_state_finite(model: torch.nn.Module, where: str) -> None:
     a state can be written as a checkpoint."""
     for key, value in model.state_dict().items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise TrainingDiverged(f"{where}: {key} is not finite after the epoch; stopped, the checkpoint "
-                                   f"of the last completed epoch is kept")
+            raise TrainingDiverged(f"{where}: {key} is not finite after the epoch")
 
 
 @torch.no_grad()
@@ -442,9 +441,20 @@ def _evaluate(model: torch.nn.Module, dataset: Dataset, loss_fn: LossFn, setting
         raise ValueError(f"{where}: the validation set is empty")
     value = total / count
     if not math.isfinite(value):
-        raise TrainingDiverged(f"{where}: validation loss is {value}; stopped, the checkpoint of the "
-                               f"last completed epoch is kept")
+        raise TrainingDiverged(f"{where}: validation loss is {value}")
     return value
+
+
+@contextmanager
+def _what_is_kept(completed: int) -> Iterator[None]:
+    """A :class:`TrainingDiverged` raised within ends by saying what is on disk after
+    ``completed`` epochs: their checkpoint, or none."""
+    try:
+        yield
+    except TrainingDiverged as exc:
+        kept = ("the checkpoint of the last completed epoch is kept" if completed
+                else "no epoch completed, so there is no checkpoint")
+        raise TrainingDiverged(f"{exc}; stopped, {kept}") from exc
 
 
 def _batch_len(batch: Any) -> int:

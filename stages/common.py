@@ -1,4 +1,4 @@
-"""What every stage shares: reading its params section strictly, and failing cleanly."""
+"""What every stage shares: reading its params section strictly, and failing or stopping cleanly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 from asdlib.allocator import keep_freed_memory
 from asdlib.config import ConfigError, load_yaml, parse
@@ -49,14 +49,31 @@ def configure_logging(label: str = "") -> None:
 
 
 def run(main: Callable[[], Any]) -> None:
-    """Run a stage's main; expected errors print one line naming the culprit, exit code 1.
-    Freed memory is kept for reuse, in the stage and its workers (:mod:`asdlib.allocator`)."""
+    """Run a stage's main; expected errors print one line naming the culprit, exit code 1;
+    Ctrl-C prints one line saying what a rerun does, exit code 130 (``ASD_DEBUG=1``: with
+    the traceback). Freed memory is kept for reuse, in the stage and its workers
+    (:mod:`asdlib.allocator`)."""
     configure_logging()
     keep_freed_memory()
     try:
         main()
     except (ValueError, OSError) as exc:
-        if os.environ.get("ASD_DEBUG"):
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _end(f"error: {exc}", 1)
+    except KeyboardInterrupt:
+        _end(f"interrupted: {_rerun_note()}", 130)
+
+
+def _end(message: str, code: int) -> NoReturn:
+    """Print ``message`` as the stage's last line (after the traceback under ``ASD_DEBUG``), exit ``code``."""
+    if os.environ.get("ASD_DEBUG"):
+        traceback.print_exc()
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+def _rerun_note() -> str:
+    """What to do after Ctrl-C: a stage with scratch space (one that imports :mod:`stages.work`)
+    resumes from it when run again; the others start over (downloads resume by themselves)."""
+    if "stages.work" in sys.modules:
+        return f"finished work is kept in {WORK}; run again to resume"
+    return "run the stage again"

@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import shutil
 import sys
-from contextlib import nullcontext
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from asdlib.conditions import parse_condition
 from asdlib.config import parse, to_dict
 from asdlib.datasets import LoadFn
-from asdlib.detectors.common import Detector
+from asdlib.detectors.common import Detector, class_columns, unscorable_class
 from asdlib.fileio import atomic_path, replace_dir
 from asdlib.manifest import SPLITS, read_manifest
 from asdlib.metrics import NORMAL_SCORES_FILE, score_table, write_scores
@@ -114,7 +116,8 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
     if absent:
         raise ValueError(f"{PARAMS_FILE}: train.conditions: {absent} not in {INPUTS[input_name]} "
                          f"(it has {sorted(set(manifest['condition']))})")
-    clips = {c: _condition_clips(manifest, c, cfg.score_splits, INPUTS[input_name]) for c in cfg.conditions}
+    clips = {c: _condition_clips(manifest, c, cfg.score_splits, INPUTS[input_name], detector_cls)
+             for c in cfg.conditions}
     models_out = DATA / "models" / model / input_name
     models_tmp = models_out.with_name(f".{input_name}.tmp")  # replaces models_out once complete
     shutil.rmtree(models_tmp, ignore_errors=True)
@@ -140,11 +143,12 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
         pd.concat(histories).to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
-def _condition_clips(manifest: pd.DataFrame, condition: str, score_splits: list[str],
-                     path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _condition_clips(manifest: pd.DataFrame, condition: str, score_splits: list[str], path: Path,
+                     detector_cls: type) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The normal training clips and the clips to score (of ``score_splits``) of one condition
-    of the manifest at ``path``; either empty is an error before any training (not a failure
-    after every other condition was trained)."""
+    of the manifest at ``path``; either empty, or a clip to score of a class the detector gets
+    no training clips of, is an error before any training (not a failure after every
+    condition was trained)."""
     rows = manifest[manifest["condition"] == condition]
     train = rows[(rows["split"] == "train") & (rows["label"] == "normal")]
     test = rows[rows["split"].isin(score_splits)]
@@ -152,6 +156,12 @@ def _condition_clips(manifest: pd.DataFrame, condition: str, score_splits: list[
         raise ValueError(f"{path}: condition {condition}: no normal clips of split train to train on")
     if test.empty:
         raise ValueError(f"{path}: condition {condition}: no clips of train.score_splits {score_splits} to score")
+    unscorable = unscorable_class(detector_cls, train, test)
+    if unscorable is not None:
+        name, clip_id = unscorable
+        raise ValueError(f"{path}: condition {condition}: {'/'.join(class_columns(detector_cls))} {name} has "
+                         f"no normal clips of split train, so {detector_cls.name} cannot score its clips "
+                         f"(e.g. {clip_id})")
     return train, test
 
 
@@ -181,18 +191,35 @@ def _fit_and_score(job: ConditionJob, in_worker: bool = False) -> ConditionScore
 
     ``in_worker``: this is one of several processes sharing the terminal. Their bars
     would overwrite each other on one line, so they draw none; training's notes and
-    per-epoch lines go to the log instead, each line naming the job.
+    per-epoch lines go to the log instead, each line naming the job. Error messages
+    begin with the job's label too.
     """
     torch.set_num_threads(job.threads)
     if in_worker:
         configure_logging(job.label)
+        # no bars to keep apart: a thread lock, not tqdm's semaphore, which a worker killed on Ctrl-C
+        # leaves behind (and Python warns of at exit, after the stage's last line)
+        tqdm.set_lock(threading.RLock())
     print(f"{job.label}: {len(job.train)} training clips, {len(job.test)} test clips", flush=True)
-    with bars_off() if in_worker else nullcontext():
+    with _errors_named(job.label), bars_off() if in_worker else nullcontext():
         detector = job.detector_cls(job.settings, **job.options)
         detector.fit(job.train, job.load, job.work)
         result = detector.score(job.test, job.load)
-    return ConditionScores(test=score_table(job.test, result),
-                           normal=score_table(job.train, detector.training_scores()))
+        return ConditionScores(test=score_table(job.test, result),
+                               normal=score_table(job.train, detector.training_scores()))
+
+
+@contextmanager
+def _errors_named(label: str) -> Iterator[None]:
+    """A ValueError's or OSError's message begins with ``label``: workers train several
+    conditions at once, and the detector's messages do not say which condition failed.
+    Raised as a plain ValueError or OSError, still a stage's one-line error."""
+    try:
+        yield
+    except OSError as exc:
+        raise OSError(f"{label}: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{label}: {exc}") from exc
 
 
 def _work_root(model: str, input_name: str, manifest: pd.DataFrame, detector_params: object,

@@ -12,7 +12,7 @@ import torch
 
 from asdlib.config import ConfigError
 from asdlib.datasets import split_train_val
-from asdlib.detectors.common import DetectorError
+from asdlib.detectors.common import DetectorError, unscorable_class
 from asdlib.detectors.conformer_ae import ConformerAEDetector, ConformerAEDetectorSettings
 from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
 from asdlib.detectors.registry import build_detector
@@ -234,6 +234,21 @@ def test_stgram_mfn_unseen_class_and_clip_length(tmp_path):
         detector.score(TEST, _load)
     with pytest.raises(DetectorError, match="samples, but the model was trained on clips of 8000"):
         detector.score(TEST[TEST.machine_type == "fan"], lambda row: np.zeros(4000, np.float32))
+
+
+@pytest.mark.parametrize("detector, dropped, unscorable", [
+    (DenseAEDetector, "pump", ("pump", "pump_id_00_test_normal_0")),
+    (DenseAEDetector, "pump/id_02", None),  # the autoencoders score every ID of a machine type they trained on
+    (ConformerAEDetector, "pump", ("pump", "pump_id_00_test_normal_0")),
+    (ConformerAEDetector, "pump/id_02", None),
+    (STgramMFNDetector, "pump", ("pump/id_00", "pump_id_00_test_normal_0")),
+    (STgramMFNDetector, "pump/id_02", ("pump/id_02", "pump_id_02_test_normal_0")),
+])
+def test_unscorable_class_is_the_first_class_to_score_the_detector_gets_no_training_clips_of(detector, dropped,
+                                                                                           unscorable):
+    train = TRAIN[~(TRAIN.machine_type + "/" + TRAIN.machine_id + "/").str.startswith(f"{dropped}/")]
+    assert unscorable_class(detector, train, TEST) == unscorable
+    assert unscorable_class(detector, TRAIN, TEST) is None
 
 
 def test_build_detector_parses_settings():

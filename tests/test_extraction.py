@@ -1,6 +1,7 @@
 """MSE over a manifest: same bytes whatever the backend, resumable, bounded by shards."""
 
 import hashlib
+import logging
 import shutil
 
 import numpy as np
@@ -97,7 +98,8 @@ def test_interrupted_run_resumes_without_recomputing(mixtures, tmp_path, monkeyp
     assert resumed == full
 
 
-def test_run_killed_after_a_shard_keeps_it_when_the_output_folder_is_deleted(mixtures, tmp_path, monkeypatch):
+def test_run_killed_after_a_shard_keeps_it_when_the_output_folder_is_deleted(mixtures, tmp_path, monkeypatch,
+                                                                            caplog):
     _, full = run(mixtures, tmp_path, "full")
     calls = []
     real = extraction._run_task
@@ -112,9 +114,11 @@ def test_run_killed_after_a_shard_keeps_it_when_the_output_folder_is_deleted(mix
         run(mixtures, tmp_path, "res")
     shutil.rmtree(tmp_path / "res")  # the stage starts from an empty output folder
     monkeypatch.setattr(extraction, "_run_task", lambda task: (calls.append(task), real(task))[1])
-    _, resumed = run(mixtures, tmp_path, "res")
+    with caplog.at_level(logging.INFO, logger="asdlib.extraction"):
+        _, resumed = run(mixtures, tmp_path, "res")
     assert {t.store.split("/")[-2] for t in calls} == {"pump"}  # the finished fan shard was kept
     assert resumed == full
+    assert caplog.messages == ["resuming: 5 of 10 clips were extracted by an earlier run (1 of 2 shards complete)"]
 
 
 def _small_parts(init):

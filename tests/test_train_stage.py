@@ -1,11 +1,17 @@
-"""The train stages' condition workers: parallel training gives the sequential run's results."""
+"""The train stages: parallel condition workers give the sequential run's results and name their
+condition in errors; manifests a detector cannot use stop before training; Ctrl-C ends in one line."""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -14,12 +20,14 @@ import pytest
 from asdlib import progress
 from asdlib.detectors.common import DetectorError
 from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
+from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSettings
 from asdlib.features import DCASE_BASELINE_LOGMEL
 from asdlib.manifest import write_manifest
 from asdlib.training import TrainSettings
 
 from stages.train import ConditionJob, TrainParams, _fit_and_score, train_conditions, train_stage
 
+ROOT = Path(__file__).resolve().parent.parent
 SR = 16000
 CONDITIONS = {"clean": None, "0dB": 0.0}
 SETTINGS = DenseAEDetectorSettings(logmel=replace(DCASE_BASELINE_LOGMEL, n_mels=16),
@@ -75,10 +83,10 @@ def test_parallel_conditions_give_the_sequential_results_in_order(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:A worker stopped:UserWarning")  # loky, when the other job is cancelled
-def test_a_failing_worker_names_the_clip(tmp_path):
+def test_a_failing_worker_names_its_condition_and_the_clip(tmp_path):
     rows = _rows()
-    rows.loc[rows.index[0], "clip_id"] = "broken_clip"
-    with pytest.raises(DetectorError, match="broken_clip"):
+    rows.loc[rows.index[0], "clip_id"] = "broken_clip"  # of condition clean
+    with pytest.raises(ValueError, match=r"^clean: clip broken_clip: unreadable$"):
         train_conditions(_jobs(tmp_path, rows), workers=2)
 
 
@@ -148,3 +156,93 @@ def test_a_condition_without_clips_to_train_or_score_stops_before_training(tmp_p
     with pytest.raises(ValueError, match=message):
         train_stage("dense_ae", DenseAEDetectorSettings, DenseAEDetector)
     assert not (tmp_path / "data" / ".work").exists()  # no checkpoint folder: nothing was trained
+
+
+@pytest.mark.parametrize("model, settings_cls, detector_cls, rename, message", [
+    ("dense_ae", DenseAEDetectorSettings, DenseAEDetector, {"machine_type": "pump"},
+     r"machine_type pump has no normal clips of split train, so dense_ae cannot score its clips "
+     r"\(e\.g\. unseen_test@0dB\)"),
+    ("stgram_mfn", STgramMFNDetectorSettings, STgramMFNDetector, {"machine_id": "id_02"},
+     r"machine_type/machine_id fan/id_02 has no normal clips of split train, so stgram_mfn cannot score its "
+     r"clips \(e\.g\. unseen_test@0dB\)"),
+])
+def test_a_clip_to_score_of_a_class_without_training_clips_stops_before_training(tmp_path, monkeypatch, model,
+                                                                                settings_cls, detector_cls,
+                                                                                rename, message):
+    rows = _rows()
+    test = rows[(rows["condition"] == "0dB") & (rows["split"] == "test")]
+    rows = pd.concat([rows, test.iloc[:1].assign(clip_id="unseen_test@0dB", **rename)], ignore_index=True)
+    _stage_workspace(tmp_path, monkeypatch, "raw", rows, "  conditions: [clean, 0dB]\n")
+    with pytest.raises(ValueError, match=f"^data/mix/manifest.csv: condition 0dB: {message}$"):
+        train_stage(model, settings_cls, detector_cls)
+    assert not (tmp_path / "data" / ".work").exists()
+
+
+@pytest.mark.parametrize("resumable, note", [(True, "finished work is kept in data/.work; run again to resume"),
+                                             (False, "run the stage again")])
+def test_ctrl_c_in_a_stage_is_one_line_and_exit_code_130(monkeypatch, capsys, resumable, note):
+    from stages import common
+
+    monkeypatch.setattr(common, "configure_logging", lambda: None)  # keep pytest's logging
+    if not resumable:  # a stage without scratch space (stages.train imported it here)
+        monkeypatch.delitem(sys.modules, "stages.work")
+
+    def main():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stop:
+        common.run(main)
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == f"interrupted: {note}\n"
+
+
+INTERRUPTED_STAGE = """
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+from stages.common import run
+from stages.train import train_conditions
+from test_train_stage import SETTINGS, _jobs, _rows
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal, though started in the background
+settings = replace(SETTINGS, train=replace(SETTINGS.train, epochs=1_000_000))
+run(lambda: train_conditions([replace(job, settings=settings) for job in _jobs(Path(sys.argv[1]), _rows())], 2))
+"""
+
+
+def test_ctrl_c_while_workers_train_ends_with_the_stage_line_alone(tmp_path):
+    """Ctrl-C reaches the stage and its workers (a terminal signals the whole process group)."""
+    out = tmp_path / "out.txt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    with open(out, "wb") as sink:
+        stage = subprocess.Popen([sys.executable, "-c", INTERRUPTED_STAGE, str(tmp_path / "work")], cwd=ROOT,
+                                 env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(lambda: out.read_text().count("epoch 1/1000000") == 2 or stage.poll() is not None,
+                  "both workers training")
+        assert stage.poll() is None, out.read_text()
+        os.killpg(stage.pid, signal.SIGINT)
+        assert stage.wait(timeout=60) == 130, out.read_text()
+        _wait_for(lambda: not _group_alive(stage.pid), "the end of the workers and resource trackers")
+    finally:
+        if _group_alive(stage.pid):
+            os.killpg(stage.pid, signal.SIGKILL)
+    text = out.read_text()
+    assert text.splitlines()[-1] == "interrupted: finished work is kept in data/.work; run again to resume", text
+    assert "Traceback" not in text and "leaked" not in text, text
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} in {timeout} s"
+        time.sleep(0.2)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -333,6 +333,23 @@ def test_non_finite_weights_are_never_written_as_a_checkpoint(tmp_path):
     assert state["epoch"] == 2 and float(state["model"]["seen"]) == 0
 
 
+def _nan_training_loss(model, batch, device):
+    return _mse(model, batch, device) * (math.nan if model.training else 1.0)
+
+
+def _inf_validation_loss(model, batch, device):
+    return _mse(model, batch, device) * (1.0 if model.training else math.inf)
+
+
+@pytest.mark.parametrize("loss_fn, problem", [(_nan_training_loss, "epoch 1, batch 1: loss is nan"),
+                                              (_inf_validation_loss, "epoch 1: validation loss is inf")])
+def test_divergence_in_the_first_epoch_says_there_is_no_checkpoint(tmp_path, loss_fn, problem):
+    with pytest.raises(TrainingDiverged,
+                       match=rf"^mynet: {problem}; stopped, no epoch completed, so there is no checkpoint$"):
+        fit(_model(), _regression_data(), loss_fn, SETTINGS, tmp_path, val_set=_regression_data(32), name="mynet")
+    assert not (tmp_path / "last.pt").exists()
+
+
 def test_resume_rewrites_a_history_the_stop_came_before(tmp_path, monkeypatch):
     write = training._write_history
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, TypeVar
+from typing import Any, Iterable, Iterator, Optional, Protocol, TypeVar
 
 import pandas as pd
 import torch
@@ -15,6 +15,7 @@ from asdlib.progress import progress_bar
 
 T = TypeVar("T")
 MODEL_FILE = "model.pt"  # selected weights + what scoring needs, written after training
+PER_MACHINE_TYPE = ("machine_type",)  # the classes of a detector with a model per machine type (model_for)
 
 
 class DetectorError(ValueError):
@@ -103,6 +104,27 @@ def model_for(models: dict[str, T], row: pd.Series, detector: str) -> T:
         raise DetectorError(f"clip {row['clip_id']}: no {detector} model for machine type "
                             f"{row['machine_type']} (trained: {', '.join(sorted(models)) or 'none'})")
     return entry
+
+
+def class_columns(detector: type) -> tuple[str, ...]:
+    """The manifest columns whose values make a class of ``detector``: it scores only clips of
+    classes it trained on. A detector class says so in ``class_columns``; one that does not
+    has a model per machine type (:func:`model_for`)."""
+    return getattr(detector, "class_columns", PER_MACHINE_TYPE)
+
+
+def unscorable_class(detector: type, train_rows: pd.DataFrame,
+                     score_rows: pd.DataFrame) -> Optional[tuple[str, str]]:
+    """The first class of ``score_rows`` (its :func:`class_columns` values joined by ``/``)
+    without a clip in ``train_rows``, and its first clip id: ``detector`` fitted on
+    ``train_rows`` could not score it, which a caller can tell before training. None if
+    every class of ``score_rows`` is trained."""
+    columns = list(class_columns(detector))
+    trained = set(train_rows[columns].itertuples(index=False, name=None))
+    for clip_id, *values in score_rows[["clip_id", *columns]].itertuples(index=False, name=None):
+        if tuple(values) not in trained:
+            return "/".join(map(str, values)), str(clip_id)
+    return None
 
 
 def training_scores_of(scores: list[pd.DataFrame], detector: str) -> pd.DataFrame:

@@ -15,9 +15,10 @@ Scores of a test clip, side by side:
   of its class.
 
 ``score`` repeats the one chosen by the ``score`` setting. A test clip whose class
-was absent in training raises a :class:`DetectorError` naming it. Training refuses,
-before it starts, classes with fewer clips than the cross-fitted Mahalanobis scorer
-needs (3), and fewer than two clips left for training (BatchNorm needs two per batch).
+was absent in training raises a :class:`DetectorError` naming it (``class_columns``
+lets a caller find such clips before training). Training refuses, before it starts,
+classes with fewer clips than the cross-fitted Mahalanobis scorer needs (3), and
+fewer than two clips left for training (BatchNorm needs two per batch).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from asdlib.config import to_dict
-from asdlib.datasets import LoadFn, WaveformDataset, class_labels, class_names, clip_ids_hash, split_train_val
+from asdlib.datasets import (CLASS_COLUMNS, LoadFn, WaveformDataset, class_labels, class_names, clip_ids_hash,
+                             split_train_val)
 from asdlib.detectors.common import (MODEL_FILE, DetectorError, check_training_rows, data_digest, scores_frame,
                                      training_scores_of)
 from asdlib.features import LogMelSettings
@@ -133,6 +135,7 @@ class STgramMFNDetector:
     """One STgram-MFN over all machine types; published, Mahalanobis and kNN scores."""
 
     name = "stgram_mfn"
+    class_columns = CLASS_COLUMNS  # it scores clips of the machine IDs it trained on (asdlib.detectors.common)
 
     def __init__(self, settings: STgramMFNDetectorSettings = STgramMFNDetectorSettings()) -> None:
         self.settings = settings
