@@ -8,6 +8,8 @@ Its output never changes, so re-running it invalidates nothing downstream.
 from __future__ import annotations
 
 from asdlib.config import ConfigError, load_yaml
+from asdlib.corpora import dcase2020, mimii
+from asdlib.corpora.dcase_layout import check_choice
 from asdlib.detectors.registry import DETECTORS, build_detector
 from asdlib.extraction import MseInput
 from asdlib.fileio import write_text
@@ -44,6 +46,7 @@ def main() -> None:
     if unknown:
         raise ConfigError(f"{PARAMS_FILE}: {unknown[0]}: unknown section (known: {', '.join(sorted(known))})")
     corpus = corpus_params()
+    _check_real_corpus(corpus)
     sections = {name: params_section(name, cls) for name, cls in SECTIONS.items()}
     _check_trained_conditions(sections["train"].conditions, corpus, sections["mix"].conditions)
     _check_splits(sections["train"].score_splits, sections["mix"].splits)
@@ -64,6 +67,21 @@ def _check_trained_conditions(trained: list[str], corpus: CorpusParams, mixed: l
     absent = [c for c in trained if c not in made]
     if absent:
         raise ConfigError(f"{PARAMS_FILE}: train.conditions: {absent} not in {key} {list(made)}")
+
+
+def _check_real_corpus(corpus: CorpusParams) -> None:
+    """DCASE 2020 and MIMII have fixed machine types (and MIMII 8 channels): a typo would
+    fail only in the corpus or manifest stage, after a download."""
+    if corpus.source not in ("dcase2020", "mimii"):
+        return
+    source = dcase2020 if corpus.source == "dcase2020" else mimii
+    try:
+        check_choice("machine type", corpus.machine_types, source.MACHINE_TYPES)
+    except ValueError as exc:
+        raise ConfigError(f"{PARAMS_FILE}: corpus.machine_types: {exc} for source {corpus.source}") from exc
+    if corpus.source == "mimii" and corpus.channel >= mimii.NUM_CHANNELS:
+        raise ConfigError(f"{PARAMS_FILE}: corpus.channel: MIMII records {mimii.NUM_CHANNELS} channels "
+                          f"(0..{mimii.NUM_CHANNELS - 1}), got {corpus.channel}")
 
 
 def _check_device(key: str, device: str) -> None:

@@ -58,3 +58,21 @@ def test_cuda_where_it_is_absent_is_refused_naming_the_key(edit, key, tmp_path, 
         check_params.main()
     assert str(raised.value) == (f"params.yaml: {key}: device 'cuda' requested but CUDA is not available "
                                  "(use 'auto' or 'cpu')")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["corpus"].update(source="dcase2020", machine_types=["Fan"]),
+     "params.yaml: corpus.machine_types: unknown machine type 'Fan' (allowed: fan, pump, slider, valve, "
+     "ToyCar, ToyConveyor) for source dcase2020"),
+    (lambda p: (p["corpus"].update(source="mimii", machine_types=["ToyCar"]),
+                p["train"].update(conditions=["0dB"])),
+     "params.yaml: corpus.machine_types: unknown machine type 'ToyCar' (allowed: fan, pump, slider, valve) "
+     "for source mimii"),
+    (lambda p: (p["corpus"].update(source="mimii", channel=8), p["train"].update(conditions=["0dB"])),
+     "params.yaml: corpus.channel: MIMII records 8 channels (0..7), got 8"),
+])
+def test_real_corpus_types_and_channel_are_checked_before_any_download(edit, message, tmp_path, monkeypatch):
+    _write_params(tmp_path, monkeypatch, edit)
+    with pytest.raises(ConfigError) as raised:
+        check_params.main()
+    assert str(raised.value) == message
