@@ -43,7 +43,7 @@ from asdlib.model_card import MODEL_CARD_FILE, ModelCard, read_model_card
 from asdlib.mse import MseSettings
 from asdlib.parallel import ParallelSettings
 from asdlib.conditions import condition_order
-from asdlib.significance import BootstrapSettings, compare_runs, holm
+from asdlib.significance import BootstrapSettings, compare_runs, holm, outside_training
 from asdlib.store import file_digest
 
 DOWNLOADABLE = ("dcase2020", "mimii", "noisex92", "audioset_music")
@@ -141,7 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--machine-id", metavar="ID", help="machine ID of the AUDIO, e.g. id_00 (as in training)")
     s.add_argument("--channel", type=int, metavar="N",
                    help="channel of multichannel AUDIO to score, from 0 (as corpus.channel in training; "
-                        "default 0, with a note when a file has several)")
+                        "default 0, with a note when a file has several; mono files are scored whole, "
+                        "with a note)")
     s.add_argument("--manifest", type=Path, metavar="FILE",
                    help="score this manifest's clips instead (from `asd prepare`, or data/mix/manifest.csv; "
                         "its relative paths are read from where the pipeline ran: run asd there)")
@@ -176,7 +177,8 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="is one score table's mean AUC really above another's?",
                        description="Mean AUC of two systems scored on the same test clips (e.g. "
-                                   "data/scores/<model>/<input>.csv of an experiment and of the workspace), "
+                                   "data/scores/<model>/<input>.csv of an experiment and of the workspace; "
+                                   "rows of split train, the clips the models were fitted to, are left out), "
                                    "per condition, with paired bootstrap intervals of each and of the "
                                    "difference A - B. Several tables per side (A's runs, then --vs and "
                                    "B's runs: e.g. training seeds) make the intervals hold the spread "
@@ -205,14 +207,16 @@ def _compare(args: argparse.Namespace) -> int:
     tables_a = [_score_table(path, args.column) for path in paths_a]
     tables_b = [_score_table(path, column_b) for path in paths_b]
     result = compare_runs(tables_a, tables_b, settings)
-    left_out = condition_order(sorted({c for table, _, _ in tables_a + tables_b for c in table["condition"]}
-                                      - set(result)))
+    tables = [table for table, _, _ in tables_a + tables_b]
+    tested = [outside_training(table) for table in tables]
+    left_out = condition_order(sorted({c for table in tested for c in table["condition"]} - set(result)))
+    trained = any(len(kept) < len(table) for kept, table in zip(tested, tables))
     for name, paths, column in (("A", paths_a, args.column), ("B", paths_b, column_b)):
         runs = f"mean of {len(paths)} runs: " if len(paths) > 1 else ""
         print(f"{name}: {runs}{', '.join(map(str, paths))} ({column})")
     spread = " and between runs" if len(paths_a) > 1 or len(paths_b) > 1 else ""
     print(f"mean AUC [{settings.confidence:.0%} interval], paired bootstrap over the test clips{spread} "
-          f"({settings.resamples} redraws)")
+          f"({settings.resamples} redraws)" + ("; the tables' training clips are left out" if trained else ""))
     print(f"{'condition':<10} {'A':<22} {'B':<22} {'A - B':<25} p")
     order = condition_order(list(result))
     survives = dict(zip(order, holm([result[c].difference.p for c in order], 1.0 - settings.confidence)))
@@ -236,6 +240,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     parallel = _checked_score_options(args)
+    params = load_yaml(args.params) if args.params is not None else None
+    quantile = _decision_quantile(args, params)
     from asdlib import inference  # torch: loaded only by the command that needs it
 
     _check_device(args.device)
@@ -243,14 +249,9 @@ def _score(args: argparse.Namespace) -> int:
         import torch
         torch.set_num_threads(args.threads)
     rows = _rows_to_score(args)
-    params = load_yaml(args.params) if args.params is not None else None
     card = read_model_card(args.model_dir)
     extraction = None
-    if card is not None and (card.input == "mse") != args.extract and "mse_snr_db" not in rows:
-        print(f"note: {args.model_dir} was trained on {card.input} audio (its {MODEL_CARD_FILE}); "
-              + ("without --extract these clips are scored as given, which is right only if they are "
-                 "MSE output already (data/mse/manifest.csv)" if card.input == "mse" else
-                 "--extract gives it MSE output, which it never saw in training"))
+    _input_note(args, card, rows)
     if args.extract:
         extraction = inference.Extraction(*_extraction_settings(args, params, card))
     elif args.snr_model is not None or args.snr_db is not None:
@@ -263,31 +264,57 @@ def _score(args: argparse.Namespace) -> int:
     load = partial(inference.read_recording, resample=args.resample)
     scores = inference.score_recordings(detector, rows, load, extraction, parallel)
     table = inference.recording_table(rows, scores)
-    quantile = _decision_quantile(args, params)
     flags = inference.decisions(normals, table, quantile, getattr(detector.settings, "score", ""),
                                 args.model_dir / NORMAL_SCORES_FILE)
     if flags is not None:
         table = table.join(flags)
     write_scores(args.out, table)
-    print(f"{name} ({args.model_dir}): {len(table)} clips scored -> {args.out}")
+    print(f"{name} ({args.model_dir}): {_count(len(table), 'clip')} scored -> {args.out}")
     if flags is None:
-        print(f"no decisions: {args.model_dir} has no {NORMAL_SCORES_FILE} (trained before thresholds were kept)")
+        unused = f"; --quantile {args.quantile:g} goes unused" if args.quantile is not None else ""
+        print(f"no decisions: {args.model_dir} has no {NORMAL_SCORES_FILE} (trained before thresholds were "
+              f"kept){unused}")
     else:
         decided = flags["decision"].notna()
         if decided.any():
             print(f"{int(flags['decision'].sum())} of {int(decided.sum())} clips flagged anomalous (threshold: "
                   f"the {quantile:g} quantile of a gamma fit to each machine ID's training normals' scores)")
-        if not decided.all():
-            print(f"{int((~decided).sum())} clips without a decision: their machine ID had no training clips")
+        undecided = int((~decided).sum())
+        if undecided:
+            print(f"{_count(undecided, 'clip')} without a decision: {'its' if undecided == 1 else 'their'} "
+                  "machine ID had no training clips")
     _print_auc(table, flags is not None)
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: "1 clip", "3 clips"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _input_note(args: argparse.Namespace, card: Optional[ModelCard], rows: pd.DataFrame) -> None:
+    """Say when the clips scored are not the kind of audio the model was trained on: MSE
+    output extracted again, or raw audio for a model of MSE output and the reverse."""
+    extracted = "mse_snr_db" in rows  # the mse stage's manifest: clips that are MSE output
+    if args.extract and extracted:
+        print(f"note: {args.manifest} lists MSE output (it has an mse_snr_db column); --extract extracts "
+              "these clips again")
+    elif card is not None and (card.input == "mse") != args.extract and not extracted:
+        print(f"note: {args.model_dir} was trained on {card.input} audio (its {MODEL_CARD_FILE}); "
+              + ("without --extract these clips are scored as given, which is right only if they are "
+                 "MSE output already (data/mse/manifest.csv)" if card.input == "mse" else
+                 "--extract gives it MSE output, which it never saw in training"))
 
 
 def _checked_score_options(args: argparse.Namespace) -> ParallelSettings:
     """Refuse bad ``score`` option values before any model or audio is read; return the
     settings of the --extract workers."""
-    if args.out.is_dir():
-        raise UsageError(f"score --out {args.out}: a folder; give the file name of the score table to write")
+    _check_output_path(args.out)
+    for option, path, what in (("--manifest", args.manifest, "the manifest CSV"),
+                               ("--params", args.params, "a params.yaml"),
+                               ("--snr-model", args.snr_model, "the SNR estimator's model.pt")):
+        if path is not None and path.is_dir():
+            raise UsageError(f"score {option} {path}: a folder; give {what}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"score --threads {args.threads}: give 1 or more")
     if args.snr_db is not None and not abs(args.snr_db) < float("inf"):
@@ -296,6 +323,15 @@ def _checked_score_options(args: argparse.Namespace) -> ParallelSettings:
         return ParallelSettings(n_jobs=args.jobs)
     except ValueError as exc:
         raise UsageError(f"score --jobs {args.jobs}: {exc}") from exc
+
+
+def _check_output_path(out: Path) -> None:
+    """``score --out`` must name a file that can be made: not a folder, nor under a file."""
+    if out.is_dir():
+        raise UsageError(f"score --out {out}: a folder; give the file name of the score table to write")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"score --out {out}: {blocking} is a file, not a folder")
 
 
 def _check_device(spec: str) -> None:
@@ -370,7 +406,10 @@ def _extraction_settings(args: argparse.Namespace, params: Optional[dict],
 def _decision_quantile(args: argparse.Namespace, params: Optional[dict]) -> float:
     """--quantile, else the params file's evaluate.decision.quantile, else the default rule's."""
     if args.quantile is not None:
-        return DecisionSettings(quantile=args.quantile).quantile
+        try:
+            return DecisionSettings(quantile=args.quantile).quantile
+        except ValueError as exc:
+            raise UsageError(f"score --quantile {args.quantile:g}: {exc}") from exc
     section = ((params or {}).get("evaluate") or {}).get("decision")
     return parse(DecisionSettings, section, f"{args.params}: evaluate.decision").quantile
 
@@ -408,12 +447,24 @@ def _rows_to_score(args: argparse.Namespace) -> pd.DataFrame:
     if args.splits or args.conditions:
         raise UsageError("score: --splits and --conditions choose a manifest's clips; audio files are all scored")
     rows = recording_rows(args.audio, args.machine_type, args.machine_id, args.channel or 0)
-    if args.channel is None:
+    _channel_note(rows, args.channel)
+    return rows
+
+
+def _channel_note(rows: pd.DataFrame, channel: Optional[int]) -> None:
+    """One note for the run where the files' channels and --channel do not say the same:
+    several channels without --channel (channel 0 is scored), or mono files with a
+    --channel above 0 (their one channel is scored)."""
+    if channel is None:
         several = [path for path in rows["path"] if channel_count(path) > 1]
         if several:
             print(f"note: {len(several)} of {len(rows)} files have several channels (e.g. {several[0]}); "
                   "scoring channel 0, give --channel for another")
-    return rows
+    elif channel > 0:
+        mono = [path for path in rows["path"] if channel_count(path) == 1]
+        if mono:
+            print(f"note: --channel {channel}: {len(mono)} of {len(rows)} files are mono (e.g. {mono[0]}); "
+                  "scoring their one channel")
 
 
 def _check_audio_paths(manifest: Path, rows: pd.DataFrame) -> None:
@@ -441,9 +492,9 @@ def _download(args: argparse.Namespace) -> int:
     _reject_options(args, "download", {"dcase2020": ("types", "parts", "remove_archives"),
                                        "mimii": ("types", "snr", "remove_archives"),
                                        "noisex92": ("names",), "audioset_music": ("lists",)})
+    settings = _download_settings(args)
     if args.dry_run:
         return _dry_run(args, snr)
-    settings = DownloadSettings(retries=args.retries, timeout_s=args.timeout)
     common = {"mirror": args.mirror, "manifest": args.manifest, "settings": settings}
     if args.corpus == "dcase2020":
         dcase2020.download_dcase2020(args.target_dir, machine_types=args.types, parts=args.parts or dcase2020.PARTS,
@@ -458,6 +509,15 @@ def _download(args: argparse.Namespace) -> int:
                                                **common)
     print(f"{args.corpus}: complete in {args.target_dir}")
     return 0
+
+
+def _download_settings(args: argparse.Namespace) -> DownloadSettings:
+    """--retries and --timeout as download settings; a bad value is an error naming its option."""
+    if args.retries < 0:
+        raise UsageError(f"download --retries {args.retries}: give 0 or more")
+    if not 0 < args.timeout < float("inf"):
+        raise UsageError(f"download --timeout {args.timeout:g}: give a finite number of seconds above 0")
+    return DownloadSettings(retries=args.retries, timeout_s=args.timeout)
 
 
 def _dry_run(args: argparse.Namespace, snr: list[str] | None) -> int:

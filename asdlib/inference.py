@@ -29,7 +29,7 @@ from asdlib.decisions import DecisionError, decide, fit_thresholds
 from asdlib.detectors.common import MODEL_FILE, Detector, DetectorError
 from asdlib.detectors.registry import DETECTORS
 from asdlib.manifest import read_clip
-from asdlib.metrics import CLIP_COLUMNS, NORMAL_SCORES_FILE, read_scores, score_table
+from asdlib.metrics import CLIP_COLUMNS, NORMAL_SCORES_FILE, MetricsError, read_scores, score_table
 from asdlib.model_card import MODEL_CARD_FILE, read_model_card
 from asdlib.mse import MseSettings, extract
 from asdlib.parallel import ParallelSettings, parallel_map
@@ -59,6 +59,9 @@ def load_detector(model_dir: str | Path, detectors: Optional[Mapping[str, Any]] 
     STgram-MFN's scorer options live only there. ``device`` overrides ``train.device``.
     """
     model_dir = Path(model_dir)
+    if model_dir.is_file():
+        raise DetectorError(f"{model_dir}: a file, not a model folder; give the folder it is in "
+                            f"({model_dir.parent})")
     if not model_dir.is_dir():
         raise DetectorError(f"{model_dir}: no such model folder")
     top = model_dir / MODEL_FILE
@@ -203,12 +206,19 @@ def training_normals(model_dir: str | Path, detector: Detector) -> tuple[Optiona
     options (STgram-MFN's ``knn_k``, ``mahalanobis_shrinkage``) other than those on the
     folder's model card, the ones that file was scored with: its Mahalanobis and kNN
     columns are then recomputed from the training embeddings under the options in use
-    (also without a card, which leaves the file's options unknown)."""
+    (also without a card, which leaves the file's options unknown). A file without rows,
+    without the columns :func:`decisions` reads or with non-numeric scores is an error
+    naming it, raised here, before any clip is scored."""
     model_dir = Path(model_dir)
     path = model_dir / NORMAL_SCORES_FILE
     if not path.is_file():
         return None, ""
-    normals = read_scores(path)
+    column = threshold_column(getattr(detector.settings, "score", ""))
+    normals = read_scores(path, required=("machine_type", "machine_id", column))
+    if normals.empty:
+        raise MetricsError(f"{path}: no rows (a model folder's training normals' scores)")
+    if not pd.api.types.is_numeric_dtype(normals[column]):
+        raise MetricsError(f"{path}: column {column} holds values that are not numbers")
     recompute = getattr(detector, "embedding_training_scores", None)
     if recompute is None:
         return normals, ""
@@ -224,6 +234,12 @@ def training_normals(model_dir: str | Path, detector: Detector) -> tuple[Optiona
                         f"recomputed from the model's training embeddings with {options} ({said})")
 
 
+def threshold_column(scorer: str = "") -> str:
+    """The training normals' score column that thresholds are fitted to: ``score``, or
+    STgram-MFN's ``score_<scorer>`` (the score that a table's ``score`` repeats)."""
+    return f"score_{scorer}" if scorer else "score"
+
+
 def decisions(normals: Optional[pd.DataFrame], table: pd.DataFrame, quantile: float, scorer: str = "",
               source: str | Path = NORMAL_SCORES_FILE) -> Optional[pd.DataFrame]:
     """Columns threshold and decision (1 = anomalous) for a score table's ``score``, by
@@ -235,7 +251,7 @@ def decisions(normals: Optional[pd.DataFrame], table: pd.DataFrame, quantile: fl
     autoencoder scores any ID of its type) gets neither. Errors name ``source``."""
     if normals is None:
         return None
-    column = f"score_{scorer}" if scorer else "score"
+    column = threshold_column(scorer)
     keys = pd.Series(list(zip(table["machine_type"].astype(str), table["machine_id"].astype(str))),
                      index=table.index)
     wanted = pd.Series(list(zip(normals["machine_type"].astype(str), normals["machine_id"].astype(str))),

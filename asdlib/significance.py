@@ -300,11 +300,13 @@ def compare_runs(a: Sequence[System], b: Sequence[System], settings: BootstrapSe
     the test set's alone. A few runs understate the spread between runs (by the
     factor (k - 1) / k in variance for k runs), so the more the better.
 
-    Conditions that only some runs have are left out; none shared is an error.
+    Rows of the training split (tables of ``asd score --manifest`` without ``--splits``
+    have them) are left out: the models were fitted to those clips. Conditions that
+    only some runs have are left out; none shared is an error.
     """
     if not a or not b:
         raise MetricsError("each side needs at least one score table")
-    runs = [*a, *b]
+    runs = [(outside_training(frame), column, where) for frame, column, where in (*a, *b)]
     for frame, _, where in runs:
         if "condition" not in frame.columns:
             raise MetricsError(f"{where}: lacks columns ['condition']")
@@ -325,6 +327,12 @@ def compare_runs(a: Sequence[System], b: Sequence[System], settings: BootstrapSe
             bootstrap.percentile(value_a, draws_a), bootstrap.percentile(value_b, draws_b),
             bootstrap.percentile(value_a - value_b, draws_a - draws_b, with_p=True), runs_a, runs_b)
     return result
+
+
+def outside_training(frame: pd.DataFrame) -> pd.DataFrame:
+    """A score table's rows but those of split ``train`` (all of them without a split
+    column): an AUC over the clips a model was fitted to says little of other clips."""
+    return frame[frame["split"] != "train"] if "split" in frame.columns else frame
 
 
 def _runs(bootstrap: PairedBootstrap, scores: list[np.ndarray], rng: np.random.Generator

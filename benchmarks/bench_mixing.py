@@ -5,14 +5,16 @@ Usage: python benchmarks/bench_mixing.py [--clips 100] [--seconds 10] [--jobs 2]
 Prints, for --clips clean clips of --seconds each at three SNR conditions:
 the mixing kernel alone (noise segment + scaling, in memory), and the whole
 `build_mixtures` (WAV read, mixing, HDF5 shard write with gzip) on one core and
-on --jobs workers. Audio seconds counted are mixture seconds produced. The last
-line is `mixing: kernel_rt=<x> build_rt_per_core=<x> build_rt_<jobs>_workers=<x>`.
+on --jobs workers (-1: one per usable core; with one worker, the one-core run is
+the only one). Audio seconds counted are mixture seconds produced. The last line is
+`mixing: kernel_rt=<x> build_rt_per_core=<x> build_rt_<jobs>_workers=<x>`.
 Target: build_rt_per_core >= 100.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +34,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="workers of the parallel run (-1: one per core)")
     args = parser.parse_args()
+    if args.clips < 1:
+        parser.error(f"--clips must be at least 1, got {args.clips}")
+    if not 1 / SAMPLE_RATE <= args.seconds < math.inf:
+        parser.error(f"--seconds must be finite and at least one sample ({1 / SAMPLE_RATE:g} s), "
+                     f"got {args.seconds:g}")
+    try:
+        workers = ParallelSettings(n_jobs=args.jobs).workers()
+    except ValueError as exc:
+        parser.error(f"--jobs {args.jobs}: {exc}")
     rng = np.random.default_rng(0)
     n = int(args.seconds * SAMPLE_RATE)
     audio_seconds = args.clips * args.seconds * len(CONDITIONS)
@@ -63,7 +74,7 @@ def main() -> None:
 
         settings = MixSettings(conditions=CONDITIONS)
         results = {}
-        for jobs in (1, args.jobs):
+        for jobs in sorted({1, workers}):
             parallel = ParallelSettings(backend="sequential") if jobs == 1 else ParallelSettings(n_jobs=jobs)
             started = time.perf_counter()
             build_mixtures(manifest, root / "noise", root / f"mix{jobs}", root / f"work{jobs}", settings,
@@ -74,7 +85,7 @@ def main() -> None:
                   f"{args.seconds:g} s in {elapsed:.2f} s: {results[jobs]:.0f}x real time "
                   f"({results[jobs] / jobs:.0f}x per core)")
     print(f"mixing: kernel_rt={kernel_rt:.1f} build_rt_per_core={results[1]:.1f} "
-          f"build_rt_{args.jobs}_workers={results[args.jobs]:.1f}")
+          f"build_rt_{workers}_workers={results[workers]:.1f}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from asdlib.features import DCASE_BASELINE_LOGMEL, STGRAM_LOGMEL, LogMel, stack_
 from asdlib.models.conformer_ae import ConformerAE
 from asdlib.models.dense_ae import DenseAE
 from asdlib.models.stgram_mfn import STgramMFN
+from asdlib.training import resolve_device
 
 SAMPLE_RATE = 16000
 N_CLASSES = 41  # (machine type, ID) pairs of DCASE 2020 dev + additional training data
@@ -165,7 +166,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--fb-batch", type=int, default=32, help="batch for the fwd+bwd table")
     parser.add_argument("--fb-repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16, help="batch for the throughput table")
@@ -174,13 +175,18 @@ def main() -> None:
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's allocator as it is (the pipeline keeps freed memory: asdlib.allocator)")
     args = parser.parse_args()
+    # batches of at least 2 clips: STgram-MFN's batch norm cannot train on one
+    least = {"threads": 1, "fb_batch": 2, "fb_repeats": 1, "batch": 2, "repeats": 1, "warmup": 0}
+    for name, minimum in least.items():
+        if getattr(args, name) < minimum:
+            parser.error(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(f"--device {args.device}: {exc}")
     kept = False if args.default_malloc else keep_freed_memory()
 
     torch.set_num_threads(args.threads)
-    device_name = args.device
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device_name)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"freed memory {'kept (as the pipeline)' if kept else 'returned to the kernel (glibc default)'}")

@@ -81,8 +81,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=0, help="override the default epoch count")
+    parser.add_argument("--epochs", type=int, default=0, help="override the default epoch count (0: keep it)")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    if args.epochs < 0:
+        parser.error(f"--epochs must be at least 1 (or 0: the default count), got {args.epochs}")
     torch.set_num_threads(args.threads)
     settings = SnrEstimatorSettings()
     if args.epochs:

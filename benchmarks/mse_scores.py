@@ -31,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from asdlib.mse import _EMPTY as EMPTY  # the share of the residual's energy below which a period holds nothing
 from asdlib.mse import MseSettings, choose_result, extract, period_scores
 from asdlib.ramanujan import BandNoise, EnergyPlan, project
 
@@ -93,14 +94,22 @@ def noise(rng: np.random.Generator, n: int, colour: str) -> np.ndarray:
 def pursuit(
     x: np.ndarray, plan: EnergyPlan, score: ScoreFn, target_db: float, max_steps: int = MAX_STEPS
 ) -> tuple[np.ndarray, list[int]]:
-    """The MSE pursuit of asdlib.mse.extract with a pluggable score (M_ = 2, no min_gain)."""
+    """The MSE pursuit of asdlib.mse.extract with a pluggable score (M_ = 2, no min_gain): a
+    period already removed is never picked again, and a step that would add energy is not taken."""
     band = BandNoise(plan.n, plan.periods, MseSettings().noise_bands).expected_energies(x)
     residual, extracted, previous = x.copy(), np.zeros_like(x), np.zeros_like(x)
     trace, chosen = [], []
     for _ in range(max_steps):
         e_s, e_v = plan.energies(residual)
-        q = int(plan.periods[np.argmax(score(e_s, e_v, band, plan.phi, plan.periods))])
+        residual_energy = np.sum(residual**2)
+        scores = np.array(score(e_s, e_v, band, plan.phi, plan.periods), dtype=np.float64)
+        scores[e_s <= EMPTY * residual_energy] = -np.inf
+        if not np.isfinite(scores).any():
+            break
+        q = int(plan.periods[np.argmax(scores)])
         part = project(residual, q)
+        if np.sum((residual - part) ** 2) > residual_energy:
+            break
         previous = extracted.copy()
         extracted += part
         residual -= part
@@ -120,6 +129,13 @@ def main() -> None:
     parser.add_argument("--scores", nargs="+", default=list(SCORES), choices=list(SCORES), metavar="SCORE",
                         help=f"scores to compare (default all: {', '.join(SCORES)})")
     args = parser.parse_args()
+    if args.n < 2 * Q_MAX:
+        parser.error(f"--n must be at least {2 * Q_MAX} (two of the longest period searched, {Q_MAX}, as "
+                     f"asdlib.mse.extract needs), got {args.n}")
+    if args.trials < 1:
+        parser.error(f"--trials must be at least 1, got {args.trials}")
+    if not all(math.isfinite(snr_db) for snr_db in args.snr):
+        parser.error(f"--snr must be finite numbers of dB, got {' '.join(f'{snr_db:g}' for snr_db in args.snr)}")
     plan = EnergyPlan(args.n, Q_MIN, Q_MAX)
     _check_against_library(plan, args.n)
     start = time.perf_counter()

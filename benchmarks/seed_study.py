@@ -22,10 +22,13 @@ and ``--params`` at this checkout's params.yaml: the experiment may predate toda
 
 A condition starting with a minus needs the ``=`` form (``--conditions=-6dB``), or
 argparse takes it for an option. A table that already exists is kept (the study resumes
-where it stopped). The Conformer AE fine-tunes the pipeline's pre-trained weights with each
-seed; with ``--pretrain`` it pre-trains anew with each seed first (``pretrain.seed`` = the
-seed; on the pooled training normals, the default ``pretrain.corpus``; about a minute more
-per run) and names its tables ``conformer_ae+pretrain.<input>...``, so the runs redraw the
+where it stopped; each kept table is named). Last line:
+``seed_study: <n> tables in <out> (<trained> trained now, <kept> already there)``.
+
+The Conformer AE fine-tunes the pipeline's pre-trained weights with each seed; with
+``--pretrain`` it pre-trains anew with each seed first (``pretrain.seed`` = the seed; on
+the pooled training normals, the default ``pretrain.corpus``; about a minute more per run)
+and names its tables ``conformer_ae+pretrain.<input>...``, so the runs redraw the
 pre-training's randomness too. The pipeline's own way to the same tables, every condition
 at once, is one experiment per seed (``dvc exp run -S detectors.<model>.train.seed=N``;
 README, *Comparing experiments*).
@@ -61,8 +64,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.pretrain and set(args.models) != {"conformer_ae"}:
         parser.error("--pretrain needs --models conformer_ae (only it is pre-trained)")
+    if not args.repo.is_dir():
+        parser.error(f"--repo {args.repo}: no such folder")
+    if args.params is None and not (args.repo / "params.yaml").is_file():
+        parser.error(f"--repo {args.repo}: no params.yaml there (not a checkout of this pipeline)")
+    if args.params is not None and not args.params.is_file():
+        parser.error(f"--params {args.params}: no such file")
     params = args.params or args.repo / "params.yaml"
     detectors = yaml.safe_load(params.read_text()).get("detectors", {})
+    trained = kept = 0
     for condition in args.conditions:
         for input_name in args.inputs:
             for model in args.models:
@@ -70,6 +80,9 @@ def main() -> None:
                     name = f"{model}+pretrain" if args.pretrain else model
                     table = args.out / f"{name}.{input_name}.{condition}.seed{seed}.csv"
                     if table.exists():
+                        print(f"seed {seed}: {model} {input_name} {condition}: {table} already there, kept",
+                              flush=True)
+                        kept += 1
                         continue
                     settings = copy.deepcopy(detectors.get(model, {}))
                     settings.setdefault("train", {})["seed"] = seed
@@ -83,6 +96,8 @@ def main() -> None:
                     if result.returncode != 0:
                         sys.exit(f"{model} {input_name} {condition} seed {seed} failed:\n{result.stderr}")
                     print(f"seed {seed}: {result.stdout.strip().splitlines()[-1]}", flush=True)
+                    trained += 1
+    print(f"seed_study: {trained + kept} tables in {args.out} ({trained} trained now, {kept} already there)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ corpus.json holds the source and the root (relative to the working folder when i
 it, so that checkouts at other paths agree). DVC tracks the synthetic corpus's files
 itself; for the others, outside DVC, it also holds the identity of the files the manifest
 is made from (:func:`asdlib.corpus_checks.content_identity`): `dvc repro -f corpus` after
-changing them changes corpus.json, and what depends on it re-runs.
+changing them changes corpus.json, and what depends on it re-runs at the next `dvc repro`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def provide(cfg: CorpusParams, parallel: ParallelSettings, tmp: Path) -> Path:
         generate_synthetic(tmp, cfg.synthetic_settings(), n_jobs=parallel.workers())
         return OUT
     if cfg.source == "folder":
-        root = Path(cfg.folder).resolve()
+        root = absolute(Path(cfg.folder))  # a link into the checkout stays a relative root
         if not root.is_dir():
             raise FileNotFoundError(f"params.yaml: corpus.folder: {root} is not a folder")
         return root

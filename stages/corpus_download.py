@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from asdlib.corpora.dcase2020 import download_dcase2020, prepare_dcase2020
+from asdlib.corpora.dcase_layout import absolute
 from asdlib.corpora.mimii import download_mimii, prepare_mimii
 
 from stages.corpus_params import CorpusParams
@@ -19,7 +20,7 @@ DCASE_FOLDERS = {"dev": ("dev_data", ("train", "test")), "additional": ("eval_da
 
 def download(cfg: CorpusParams) -> Path:
     """Fetch (or find, when already complete) the archives; return the extracted root."""
-    target = Path(cfg.download_dir).resolve() / cfg.source
+    target = absolute(Path(cfg.download_dir)) / cfg.source  # links not followed: see stages.corpus
     mirror = cfg.mirror or None
     archive_list = Path(cfg.archive_list).resolve() if cfg.archive_list else None
     if cfg.source == "dcase2020":

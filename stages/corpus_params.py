@@ -56,7 +56,8 @@ class CorpusParams:
         try:
             return dataclasses.replace(settings, machine_types=list(self.machine_types))
         except ValueError as exc:
-            raise ConfigError(f"{PARAMS_FILE}: corpus.machine_types: {exc}") from exc
+            raise ConfigError(f"{PARAMS_FILE}: corpus.machine_types: "
+                              f"{str(exc).removeprefix('machine_types: ')}") from exc
 
 
 def corpus_params() -> CorpusParams:

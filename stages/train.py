@@ -123,7 +123,8 @@ def train_stage(model: str, settings_cls: type, detector_cls: Callable[..., Dete
     shutil.rmtree(models_tmp, ignore_errors=True)
     workers = min(len(cfg.conditions), ParallelSettings(n_jobs=cfg.workers).workers())
     threads = settings.train.num_threads or max(1, usable_cores() // workers)
-    work_root = _work_root(model, input_name, manifest, detector_params, pretrained, threads)
+    work_root = _work_root(model, input_name, manifest, training_settings(settings, detector_cls), pretrained,
+                           threads)
     jobs = [ConditionJob(label=f"{model}/{input_name}/{condition}", detector_cls=detector_cls, settings=settings,
                          options=options, train=train, test=test, work=work_root / condition, threads=threads)
             for condition, (train, test) in clips.items()]
@@ -222,12 +223,20 @@ def _errors_named(label: str) -> Iterator[None]:
         raise ValueError(f"{label}: {exc}") from exc
 
 
-def _work_root(model: str, input_name: str, manifest: pd.DataFrame, detector_params: object,
+def training_settings(settings: Any, detector_cls: Callable[..., Detector]) -> dict[str, Any]:
+    """The detector settings that reach the weights: all but the detector's
+    ``scoring_settings`` (STgram-MFN's choice of scorer and its options), so changing
+    those re-runs the stage from the finished checkpoints and only re-scores."""
+    scoring = getattr(detector_cls, "scoring_settings", ())
+    return {k: v for k, v in to_dict(settings).items() if k not in scoring}
+
+
+def _work_root(model: str, input_name: str, manifest: pd.DataFrame, training: dict[str, Any],
                pretrained: Optional[Path], threads: int) -> Path:
-    """Checkpoint folder keyed by everything the training sees (and the code) and the
-    thread count (the weights' last bits depend on it), so a resume never mixes data;
-    folders of other keys for this model and input are removed."""
-    parts = [detector_params, INPUTS[input_name].read_bytes().decode(), f"threads={threads}"]
+    """Checkpoint folder keyed by everything the training sees (settings, data, the
+    code) and the thread count (the weights' last bits depend on it), so a resume never
+    mixes data; folders of other keys for this model and input are removed."""
+    parts = [training, INPUTS[input_name].read_bytes().decode(), f"threads={threads}"]
     parts += [file_digest(Path(store)) for store in sorted(set(manifest["store"]))]
     if pretrained is not None and pretrained.exists():
         parts.append(file_digest(pretrained))

@@ -70,6 +70,8 @@ def test_cuda_where_it_is_absent_is_refused_naming_the_key(edit, key, tmp_path, 
      "for source mimii"),
     (lambda p: (p["corpus"].update(source="mimii", channel=8), p["train"].update(conditions=["0dB"])),
      "params.yaml: corpus.channel: MIMII records 8 channels (0..7), got 8"),
+    (lambda p: p["corpus"].update(machine_types=["toaster"]),
+     "params.yaml: corpus.machine_types: unknown machine type 'toaster' (known: fan, pump, slider, valve)"),
 ])
 def test_real_corpus_types_and_channel_are_checked_before_any_download(edit, message, tmp_path, monkeypatch):
     _write_params(tmp_path, monkeypatch, edit)

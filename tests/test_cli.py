@@ -150,6 +150,9 @@ def test_dry_run_lists_sizes_without_network(capsys, tmp_path):
     (["download", "noisex92", "{tmp}/t", "--remove-archives"], "option --remove-archives does not apply"),
     (["prepare", "audioset_music", "{tmp}", "{tmp}/m.csv"], "needs --lists"),
     (["download", "mimii", "{tmp}/t", "--manifest", "{tmp}/none.json"], "archive list not found"),
+    (["download", "noisex92", "{tmp}/t", "--timeout", "0"], "download --timeout 0: give a finite number of seconds"),
+    (["download", "noisex92", "{tmp}/t", "--timeout", "nan", "--dry-run"], "download --timeout nan: give a"),
+    (["download", "noisex92", "{tmp}/t", "--retries", "-1"], "download --retries -1: give 0 or more"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     argv = [a.format(tmp=tmp_path) for a in argv]

@@ -179,6 +179,28 @@ def test_corpus_json_of_a_folder_is_relative_and_changes_with_the_audio(workspac
     assert changed["content"]["files"] == 12 and changed["content"]["sha256"] != info["content"]["sha256"]
 
 
+def test_a_corpus_linked_into_two_checkouts_gives_them_the_same_corpus_json_and_manifest(tmp_path, monkeypatch):
+    """docs/sharing.md: colleagues whose copies lie at other paths link them in at one
+    relative path; the link is not followed, so nothing downstream differs."""
+    from stages import common
+
+    monkeypatch.setattr(common, "configure_logging", lambda: None)
+    monkeypatch.setattr(common, "keep_freed_memory", lambda: False)
+    outputs = []
+    for name in ("alice", "bob"):
+        copy = corpus(tmp_path / f"{name}_disk" / "dcase")
+        checkout = tmp_path / name / "checkout"
+        (checkout / "downloads").mkdir(parents=True)
+        (checkout / "downloads" / "dcase").symlink_to(copy, target_is_directory=True)
+        monkeypatch.chdir(checkout)
+        write_params(checkout, {"folder": "downloads/dcase"})
+        run_stage("corpus")
+        run_stage("manifest")
+        outputs.append([(checkout / "data" / f).read_bytes() for f in ("corpus/corpus.json", "manifest.csv")])
+    assert outputs[0] == outputs[1]
+    assert json.loads(outputs[0][0])["root"] == "downloads/dcase"
+
+
 def test_manifest_stage_refuses_clips_of_several_lengths_until_clip_seconds_is_set(workspace, capsys):
     write_tiny_wav(workspace / "corpus" / "fan" / "test" / "normal_id_02_00000001.wav", seconds=0.075)
     run_stage("corpus")

@@ -327,7 +327,7 @@ def test_a_refused_connection_is_an_os_error_a_stage_prints_in_one_line(tmp_path
         common.run(lambda: download_file("http://127.0.0.1:9/x.zip", tmp_path / "x.zip", settings=refused))
     assert stop.value.code == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: http://127.0.0.1:9/x.zip: giving up after 1 attempts (cannot connect: ")
+    assert err.startswith("error: http://127.0.0.1:9/x.zip: giving up after 1 attempt (cannot connect: ")
     assert err.count("\n") == 1 and "partial data" not in err  # nothing was received, so nothing is kept
     assert issubclass(ChecksumError, OSError)
 

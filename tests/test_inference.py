@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from asdlib import inference
 from asdlib.audio import write_wav
 from asdlib.cli import main
 from asdlib.config import to_dict
@@ -227,6 +228,8 @@ def test_bad_input_names_what_is_wrong(corpus, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert "no trained model" in fails(str(tmp_path / "empty"), *clip)
     assert f"give the folder of {tmp_path / 'fan_only' / 'model.pt'}" in fails(str(tmp_path), *clip)
+    assert (f"{tmp_path / 'fan_only' / 'model.pt'}: a file, not a model folder; give the folder it is in "
+            f"({tmp_path / 'fan_only'})") in fails(str(tmp_path / "fan_only" / "model.pt"), *clip)
     _dense(tmp_path, _split(corpus, "train"))
     assert f"give the folder above ({tmp_path / 'dense'})" in fails(str(tmp_path / "dense" / "fan"), *clip)
     SnrEstimator(SnrEstimatorSettings(logmel=LogMelSettings(n_mels=16), model=SnrBlstmSettings(n_mels=16, hidden=8))
@@ -289,6 +292,10 @@ def test_model_card_gives_scorer_options_and_how_the_input_was_made(corpus, tmp_
     write_manifest(corpus.assign(mse_snr_db=3.0), extracted)
     assert main(["score", str(model_dir), "--manifest", str(extracted), "--splits", "test", "--out", str(out)]) == 0
     assert "note:" not in capsys.readouterr().out
+    assert main(["score", str(model_dir), "--manifest", str(extracted), "--splits", "test", "--extract",
+                 "--jobs", "1", "--out", str(out)]) == 0
+    assert (f"note: {extracted} lists MSE output (it has an mse_snr_db column); --extract extracts these clips "
+            "again") in capsys.readouterr().out
 
     estimator = SnrEstimator(SnrEstimatorSettings(logmel=LogMelSettings(n_mels=16),
                                                   model=SnrBlstmSettings(n_mels=16, hidden=8)))
@@ -367,6 +374,11 @@ def test_channel_of_multichannel_files(corpus, tmp_path, capsys):
     assert scores["default"] != pytest.approx(scores["mono"], rel=1e-3)
     assert main(["score", str(model_dir), str(stereo), "--channel", "2", *machine, "--out", str(tmp_path / "x.csv")]) == 2
     assert "channel 2 requested but the file has 2 channels" in capsys.readouterr().err
+    second = corpus[(corpus["split"] == "test") & (corpus["machine_type"] == "fan")]["path"].iloc[1]
+    assert main(["score", str(model_dir), path, second, str(stereo), "--channel", "1", *machine,
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: --channel 1: 2 of 3 files are mono (e.g. {path}); scoring their one channel"]
 
 
 def test_extract_on_a_raw_model_says_what_to_give(corpus, tmp_path, capsys):
@@ -453,3 +465,54 @@ def test_bad_options_are_refused_before_any_work(corpus, tmp_path, capsys, monke
     assert "relative paths are read from the folder asd runs in" in fails("--manifest", str(relative))
     monkeypatch.chdir(tmp_path)
     assert main(["score", str(model_dir), "--manifest", str(relative), "--out", str(out)]) == 0
+
+
+def test_bad_values_and_files_are_refused_before_any_clip_is_scored(corpus, tmp_path, capsys, monkeypatch):
+    """The quantile, the output path, the input files and the folder's training normals'
+    scores are checked before the first clip is read: scoring can take minutes."""
+    train = _split(corpus, "train")
+    detector, model_dir = _dense(tmp_path, train)
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(corpus, manifest)
+
+    def unscored(*args, **kwargs):
+        raise AssertionError("clips were scored")
+
+    monkeypatch.setattr(inference, "score_recordings", unscored)
+
+    def fails(*argv: str, out: Path = tmp_path / "scores.csv") -> str:
+        assert main(["score", str(model_dir), "--manifest", str(manifest), *argv, "--out", str(out)]) == 2
+        return capsys.readouterr().err
+
+    assert "score --quantile 2: quantile must be in (0, 1)" in fails("--quantile", "2")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": {"decision": {"quantile": 1.5}}}))
+    assert f"{params}: evaluate.decision: quantile must be in (0, 1)" in fails("--params", str(params))
+    assert f"score --out {manifest / 'x.csv'}: {manifest} is a file, not a folder" in fails(out=manifest / "x.csv")
+    assert f"score --manifest {tmp_path}: a folder; give the manifest CSV" in fails("--manifest", str(tmp_path))
+    assert f"score --params {tmp_path}: a folder; give a params.yaml" in fails("--params", str(tmp_path))
+    normals = model_dir / NORMAL_SCORES_FILE
+    normals.write_text("garbage\n")
+    assert f"{normals}: lacks columns ['machine_type', 'machine_id', 'score']" in fails()
+    recording_table(train, detector.training_scores()).assign(score="high").to_csv(normals, index=False)
+    assert f"{normals}: column score holds values that are not numbers" in fails()
+    normals.write_text(",".join(CLIP_COLUMNS + ["score"]) + "\n")
+    assert f"{normals}: no rows" in fails()
+    assert not (tmp_path / "scores.csv").exists()
+
+
+def test_counts_of_one_clip_and_a_quantile_without_thresholds(corpus, tmp_path, capsys):
+    train = _split(corpus, "train")
+    detector, model_dir = _dense(tmp_path, train)
+    fan2 = corpus.query("split == 'test' and machine_type == 'fan' and machine_id == 'id_02'")["path"].iloc[0]
+    argv = ["score", str(model_dir), fan2, "--machine-type", "fan", "--machine-id", "id_02",
+            "--out", str(tmp_path / "s.csv")]
+    assert main(argv + ["--quantile", "0.8"]) == 0
+    printed = capsys.readouterr().out
+    assert "dense_ae (" in printed and ": 1 clip scored -> " in printed
+    assert f"no decisions: {model_dir} has no {NORMAL_SCORES_FILE} (trained before thresholds were kept); " \
+           "--quantile 0.8 goes unused" in printed
+    normals = recording_table(train, detector.training_scores())
+    write_scores(model_dir / NORMAL_SCORES_FILE, normals[normals["machine_id"] != "id_02"])
+    assert main(argv) == 0
+    assert "1 clip without a decision: its machine ID had no training clips" in capsys.readouterr().out

@@ -341,3 +341,25 @@ def test_asd_compare_runs_of_each_side(tmp_path, capsys):
     assert float(row.split()[1]) == pytest.approx(np.mean(run_values), abs=2e-3)
     assert main(["compare", *paths["a"]]) == 2
     assert "give two score tables (A B), or A's runs then --vs and B's runs; got 3" in capsys.readouterr().err
+
+
+def test_compare_leaves_out_the_training_clips(tmp_path, capsys):
+    """A table of `asd score --manifest` without --splits holds the training clips too;
+    the test clips alone are compared, as `asd score` reports their AUC, and it says so."""
+    clips = _clips(seed=8).assign(split="test")
+    trained = _clips(seed=9, shift=4.0).assign(split="train")  # fitted clips: far too easy
+    trained["clip_id"] = "train_" + trained["clip_id"]
+    a, b = _runs(clips, 2, seed=4)
+    tested = compare_runs([a], [b], FAST)["clean"]
+    with_training = compare_runs([(pd.concat([a[0], trained]), "score", "a")],
+                                 [(pd.concat([b[0], trained]), "score", "b")], FAST)["clean"]
+    assert with_training == tested
+    pd.concat([a[0], trained]).to_csv(tmp_path / "a.csv", index=False)
+    b[0].to_csv(tmp_path / "b.csv", index=False)
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--resamples", "400",
+                 "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "over the test clips (400 redraws); the tables' training clips are left out" in out
+    assert f"clean      {tested.a.text():<22} {tested.b.text():<22}" in out
+    assert main(["compare", str(tmp_path / "b.csv"), str(tmp_path / "b.csv"), "--resamples", "400"]) == 0
+    assert "left out" not in capsys.readouterr().out

@@ -21,11 +21,12 @@ from asdlib import progress
 from asdlib.detectors.common import DetectorError
 from asdlib.detectors.dense_ae import DenseAEDetector, DenseAEDetectorSettings
 from asdlib.detectors.stgram_mfn import STgramMFNDetector, STgramMFNDetectorSettings
+from asdlib.config import to_dict
 from asdlib.features import DCASE_BASELINE_LOGMEL
 from asdlib.manifest import write_manifest
 from asdlib.training import TrainSettings
 
-from stages.train import ConditionJob, TrainParams, _fit_and_score, train_conditions, train_stage
+from stages.train import ConditionJob, TrainParams, _fit_and_score, train_conditions, train_stage, training_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SR = 16000
@@ -246,3 +247,17 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_only_settings_that_reach_the_weights_key_the_checkpoints():
+    """Choosing another STgram-MFN scorer re-scores from the finished checkpoints; a
+    training setting, or the dense AE's, keys new ones."""
+    base = STgramMFNDetectorSettings()
+    key = training_settings(base, STgramMFNDetector)
+    assert "score" not in key and "knn_k" not in key and "mahalanobis_shrinkage" not in key
+    scorer_only = replace(base, score="knn", knn_k=3, mahalanobis_shrinkage=0.5)
+    assert training_settings(scorer_only, STgramMFNDetector) == key
+    other_training = replace(base, train=replace(base.train, lr=base.train.lr / 2))
+    assert training_settings(other_training, STgramMFNDetector) != key
+    dense = DenseAEDetectorSettings()
+    assert training_settings(dense, DenseAEDetector) == to_dict(dense)

@@ -160,7 +160,8 @@ def download_file(
             attempt += 1
             if attempt > settings.retries:
                 kept = f"; partial data kept in {part} for the next run" if part.exists() else ""
-                raise DownloadError(f"{url}: giving up after {settings.retries + 1} attempts ({exc}){kept}") from exc
+                tries = "1 attempt" if settings.retries == 0 else f"{settings.retries + 1} attempts"
+                raise DownloadError(f"{url}: giving up after {tries} ({exc}){kept}") from exc
             time.sleep(min(settings.backoff_max_s, settings.backoff_s * 2 ** (attempt - 1)))
     if not _matches(digests, expected, size):
         _discard_part(part)

@@ -136,6 +136,7 @@ class STgramMFNDetector:
 
     name = "stgram_mfn"
     class_columns = CLASS_COLUMNS  # it scores clips of the machine IDs it trained on (asdlib.detectors.common)
+    scoring_settings = ("score", "knn_k", "mahalanobis_shrinkage")  # settings that leave the weights alone
 
     def __init__(self, settings: STgramMFNDetectorSettings = STgramMFNDetectorSettings()) -> None:
         self.settings = settings
